@@ -118,7 +118,9 @@ def not_found(resource: str, name: str, group: str | None = None) -> StatusError
 
 
 def method_not_allowed(method: str, what: str) -> StatusError:
-    return StatusError(405, f"the server does not allow this method on the requested resource ({method} {what})")
+    return StatusError(
+        405, f"the server does not allow this method on the requested resource ({method} {what})"
+    )
 
 
 def already_exists(resource: str, name: str, group: str | None = None) -> StatusError:
@@ -143,7 +145,9 @@ def conflict(resource: str, name: str, why: str, group: str | None = None) -> St
     )
 
 
-STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
+STALE_OBJECT = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def stale_update(resource: str, name: str, group: str | None = None) -> StatusError:
@@ -165,10 +169,15 @@ def too_large(message: str = "the request is too large") -> StatusError:
 
 
 def unsupported_media_type(content_type: str) -> StatusError:
-    return StatusError(415, f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got "{content_type}")')
+    return StatusError(
+        415,
+        f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got "{content_type}")',
+    )
 
 
-def invalid(kind: str, name: str, errors: list[FieldError], group: str | None = None) -> StatusError:
+def invalid(
+    kind: str, name: str, errors: list[FieldError], group: str | None = None
+) -> StatusError:
     """422 Invalid, one cause per field error, in Kubernetes' message layout."""
     name_shown = name or ""
     if len(errors) == 1:
@@ -186,7 +195,9 @@ def invalid(kind: str, name: str, errors: list[FieldError], group: str | None = 
     )
 
 
-def too_many_requests(message: str = "Too many requests, please try again later.", retry_after_s: int = 1) -> StatusError:
+def too_many_requests(
+    message: str = "Too many requests, please try again later.", retry_after_s: int = 1
+) -> StatusError:
     return StatusError(429, message, retry_after_s=retry_after_s)
 
 

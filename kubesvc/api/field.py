@@ -19,6 +19,7 @@ NOT_SUPPORTED = "FieldValueNotSupported"
 FORBIDDEN = "FieldValueForbidden"
 TOO_LONG = "FieldValueTooLong"
 TYPE_INVALID = "FieldValueTypeInvalid"
+TOO_MANY = "FieldValueTooMany"
 
 _TITLE = {
     INVALID: "Invalid value",
@@ -28,10 +29,11 @@ _TITLE = {
     FORBIDDEN: "Forbidden",
     TOO_LONG: "Too long",
     TYPE_INVALID: "Invalid value",
+    TOO_MANY: "Too many",
 }
 
 # Reasons whose text shows the offending value.
-_SHOWS_VALUE = {INVALID, DUPLICATE, NOT_SUPPORTED, TYPE_INVALID}
+_SHOWS_VALUE = {INVALID, DUPLICATE, NOT_SUPPORTED, TYPE_INVALID, TOO_MANY}
 
 _OMITTED = object()
 
@@ -122,3 +124,7 @@ def too_long(field: str, max_length: int) -> FieldError:
 
 def type_invalid(field: str, value: Any, detail: str) -> FieldError:
     return FieldError(TYPE_INVALID, field, value, detail)
+
+
+def too_many(field: str, count: int, max_items: int) -> FieldError:
+    return FieldError(TOO_MANY, field, count, f"must have at most {max_items} items")
