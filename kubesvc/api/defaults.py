@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kubesvc.api.shape import child, dicts
+from kubesvc.api.shape import child, dicts, kind_of
 
 DEFAULT_CLIENT_IP_TIMEOUT_S = 10800
 PROBE_DEFAULTS = {
@@ -137,7 +137,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     """Fill in the defaults of `obj`'s kind, in place; returns `obj` for chaining."""
-    defaulter = DEFAULTERS.get(obj.get("kind")) if isinstance(obj, dict) else None
+    defaulter = DEFAULTERS.get(kind_of(obj) or "")
     if defaulter is not None:
         defaulter(obj)
     return obj

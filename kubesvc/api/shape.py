@@ -87,3 +87,10 @@ def child(obj: Any, key: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
     return None
+
+
+def kind_of(obj: Any) -> str | None:
+    """The object's `kind` when it is a string, else None."""
+    if isinstance(obj, dict) and isinstance(obj.get("kind"), str):
+        return obj["kind"]
+    return None

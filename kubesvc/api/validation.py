@@ -789,7 +789,7 @@ def validate(obj: Any, ctx: Context = DEFAULT_CONTEXT) -> Errors:
     """Field errors for creating `obj`; its `kind` picks the rules."""
     if not isinstance(obj, dict):
         return [type_invalid("", obj, "must be an object")]
-    rules = VALIDATORS.get(obj.get("kind"))  # type: ignore[arg-type]
+    rules = VALIDATORS.get(shape.kind_of(obj) or "")
     if rules is None:
         return [not_supported("kind", obj.get("kind"), sorted(VALIDATORS))]
     return rules[0](obj, ctx)
@@ -799,7 +799,7 @@ def validate_update(new: Any, old: dict[str, Any], ctx: Context = DEFAULT_CONTEX
     """Field errors for replacing `old` by `new`, including immutable fields."""
     if not isinstance(new, dict):
         return [type_invalid("", new, "must be an object")]
-    rules = VALIDATORS.get(old.get("kind"))  # type: ignore[arg-type]
+    rules = VALIDATORS.get(shape.kind_of(old) or "")
     if rules is None:
         return [not_supported("kind", old.get("kind"), sorted(VALIDATORS))]
     return rules[1](new, old, ctx)

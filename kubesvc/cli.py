@@ -1,0 +1,156 @@
+"""The `kubesvc` command.
+
+Only commands that exist and work are registered; each later part of the
+system (API server, proxy, DNS, node agent) adds its own subcommand here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import yaml
+
+from kubesvc.api import defaults, validation
+
+
+class CLIError(Exception):
+    """A failure to report to the user as one readable line."""
+
+
+def _version() -> str:
+    try:
+        return version("kubesvc")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _read_documents(path: str) -> Iterator[tuple[str, Any]]:
+    """Objects in a manifest file (`-` = stdin): YAML or JSON, several documents, `List`s flattened."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as err:
+        raise CLIError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise CLIError(f"cannot parse {path}{where}: {problem}") from err
+    for i, doc in enumerate(docs):
+        label = f"{path} document {i + 1}" if len(docs) > 1 else path
+        if (
+            isinstance(doc, dict)
+            and doc.get("kind") == "List"
+            and isinstance(doc.get("items"), list)
+        ):
+            for j, item in enumerate(doc["items"]):
+                yield f"{label} item {j + 1}", item
+        else:
+            yield label, doc
+
+
+def _describe(obj: Any) -> str:
+    if not isinstance(obj, dict):
+        return "object"
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return f'{obj.get("kind", "object")} "{meta.get("name") or meta.get("generateName") or ""}"'
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Default and validate manifests offline, as the API server would on create."""
+    failed = 0
+    shown: list[Any] = []
+    for path in args.filename:
+        for label, obj in _read_documents(path):
+            if isinstance(obj, dict) and obj.get("kind") in validation.VALIDATORS:
+                meta = obj.setdefault("metadata", {})
+                if isinstance(meta, dict) and obj["kind"] != "Namespace":
+                    meta.setdefault("namespace", args.namespace)
+            defaults.apply_defaults(obj)
+            errors = validation.validate(obj)
+            if errors:
+                failed += 1
+                print(f"The {_describe(obj)} is invalid ({label}):", file=sys.stderr)
+                for err in errors:
+                    print(f"* {err}", file=sys.stderr)
+            else:
+                shown.append(obj)
+                if not args.output:
+                    print(f"{_describe(obj)} is valid ({label})")
+    if args.output == "json":
+        print(
+            json.dumps(
+                shown[0]
+                if len(shown) == 1
+                else {"kind": "List", "apiVersion": "v1", "items": shown},
+                indent=2,
+            )
+        )
+    elif args.output == "yaml":
+        print(yaml.safe_dump_all(shown, sort_keys=False), end="")
+    return 1 if failed else 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"kubesvc {_version()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubesvc", description="Kubernetes Services, without Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"kubesvc {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate",
+        help="default and validate manifests offline, as the API server does on create",
+        description="Apply the API server's defaults to each object in the files and check it "
+        "against the API's validation rules. Exits 1 if any object is invalid.",
+    )
+    validate.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        help="manifest file (YAML or JSON; - for stdin); repeatable",
+    )
+    validate.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace for objects that name none (default: default)",
+    )
+    validate.add_argument(
+        "-o",
+        "--output",
+        choices=["json", "yaml"],
+        help="print the defaulted objects instead of a summary",
+    )
+    validate.set_defaults(func=cmd_validate)
+
+    ver = commands.add_parser("version", help="print kubesvc's version")
+    ver.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CLIError as err:
+        print(f"kubesvc: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
