@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 up: setup
-	$(VENV)/bin/kubesvc up $(ARGS)
+	@if $(VENV)/bin/kubesvc up --help >/dev/null 2>&1; then exec $(VENV)/bin/kubesvc up $(ARGS); \
+	 else echo "make up: 'kubesvc up' is not built yet (it lands with the API server); see README" >&2; exit 1; fi
 
 # pytest exits 5 when it collected nothing: a run that tests nothing is a failure.
 test: setup

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,7 +33,7 @@ def _version() -> str:
 def _read_documents(path: str) -> Iterator[tuple[str, Any]]:
     """Objects in a manifest file (`-` = stdin): YAML or JSON, several documents, `List`s flattened."""
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise CLIError(f"cannot read {path}: {err.strerror or err}") from err
     try:

@@ -87,9 +87,7 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 def with_field(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A deep copy of `obj` with the field at `path` (`spec.ports[0].name`) set or deleted."""
     out = copy.deepcopy(obj)
-    steps: list[str | int] = [
-        name if name else int(index) for name, index in _STEP.findall(path)
-    ]
+    steps: list[str | int] = [name if name else int(index) for name, index in _STEP.findall(path)]
     node: Any = out
     for step in steps[:-1]:
         if isinstance(step, str) and step not in node:

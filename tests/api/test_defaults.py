@@ -30,7 +30,9 @@ def test_client_ip_affinity_timeout_defaults_to_three_hours() -> None:
     spec = apply_defaults(service(sessionAffinity="ClientIP"))["spec"]
     assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
     spec = apply_defaults(
-        service(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
+        service(
+            sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}
+        )
     )["spec"]
     assert spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == 60
 
@@ -43,7 +45,9 @@ def test_node_port_and_load_balancer_defaults() -> None:
 
 
 def test_external_name_gets_no_ip_defaults() -> None:
-    spec = apply_defaults(service(type="ExternalName", externalName="db.example.com", ports=[]))["spec"]
+    spec = apply_defaults(service(type="ExternalName", externalName="db.example.com", ports=[]))[
+        "spec"
+    ]
     assert "ipFamilies" not in spec and "ipFamilyPolicy" not in spec and "clusterIPs" not in spec
 
 

@@ -21,8 +21,15 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**40), max_value=2**40)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["name", "port", "ports", "spec", "metadata", "ip", "addresses", "x"]) | st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["name", "port", "ports", "spec", "metadata", "ip", "addresses", "x"])
+            | st.text(max_size=8),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -40,7 +47,10 @@ def _run(obj: Any) -> None:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(kind=st.sampled_from([*KIND_NAMES, "Other", None, 3]), body=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+@given(
+    kind=st.sampled_from([*KIND_NAMES, "Other", None, 3]),
+    body=st.dictionaries(st.text(max_size=10), json_values, max_size=6),
+)
 def test_any_json_object_gets_errors_never_an_exception(kind: Any, body: dict[str, Any]) -> None:
     body["kind"] = kind
     _run(body)
@@ -81,7 +91,9 @@ def test_valid_objects_with_any_field_replaced_never_raise(obj: dict[str, Any]) 
 
 @settings(max_examples=200, deadline=None)
 @given(old=mutated_objects(), new=mutated_objects())
-def test_updates_between_any_two_objects_never_raise(old: dict[str, Any], new: dict[str, Any]) -> None:
+def test_updates_between_any_two_objects_never_raise(
+    old: dict[str, Any], new: dict[str, Any]
+) -> None:
     defaults.apply_defaults(old)
     defaults.apply_defaults(new)
     errors = validation.validate_update(new, old)

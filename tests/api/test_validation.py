@@ -53,10 +53,25 @@ SERVICE_ROWS: list[Row] = [
     # several ports need names, unique ones
     ("spec.ports[1]", {"name": "https", "port": 443}, "spec.ports[0].name", REQUIRED),
     ("spec.ports", [{"name": "a", "port": 80}, {"name": "b", "port": 443}], None, None),
-    ("spec.ports", [{"name": "a", "port": 80}, {"name": "a", "port": 443}], "spec.ports[1].name", DUPLICATE),
+    (
+        "spec.ports",
+        [{"name": "a", "port": 80}, {"name": "a", "port": 443}],
+        "spec.ports[1].name",
+        DUPLICATE,
+    ),
     # same port number is fine across protocols, not within one
-    ("spec.ports", [{"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53}], None, None),
-    ("spec.ports", [{"name": "a", "port": 53}, {"name": "b", "port": 53}], "spec.ports[1]", DUPLICATE),
+    (
+        "spec.ports",
+        [{"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53}],
+        None,
+        None,
+    ),
+    (
+        "spec.ports",
+        [{"name": "a", "port": 53}, {"name": "b", "port": 53}],
+        "spec.ports[1]",
+        DUPLICATE,
+    ),
     # port numbers
     ("spec.ports[0].port", 65535, None, None),
     ("spec.ports[0].port", 0, "spec.ports[0].port", INVALID),
@@ -93,7 +108,12 @@ SERVICE_ROWS: list[Row] = [
     # sessionAffinity
     ("spec.sessionAffinity", "ClientIP", None, None),
     ("spec.sessionAffinity", "Cookie", "spec.sessionAffinity", NOT_SUPPORTED),
-    ("spec.sessionAffinityConfig", {"clientIP": {"timeoutSeconds": 60}}, "spec.sessionAffinityConfig", FORBIDDEN),
+    (
+        "spec.sessionAffinityConfig",
+        {"clientIP": {"timeoutSeconds": 60}},
+        "spec.sessionAffinityConfig",
+        FORBIDDEN,
+    ),
     # selector keys and values are label keys and values
     ("spec.selector", {"app": "my_app.v1"}, None, None),
     ("spec.selector", {"app": "my app"}, "spec.selector[app]", INVALID),
@@ -117,12 +137,17 @@ SERVICE_ROWS: list[Row] = [
 
 
 def _case_id(kind: str, row: Row) -> str:
-    path, value, field, reason = row
+    path, value, _field, reason = row
     shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
     return f"{kind}:{path}={shown}->{reason or 'ok'}"
 
 
-def _check(obj: dict[str, Any], field: str | None, reason: str | None, ctx: validation.Context = validation.DEFAULT_CONTEXT) -> None:
+def _check(
+    obj: dict[str, Any],
+    field: str | None,
+    reason: str | None,
+    ctx: validation.Context = validation.DEFAULT_CONTEXT,
+) -> None:
     defaults.apply_defaults(obj)
     errors = validation.validate(obj, ctx)
     if field is None:
@@ -140,42 +165,130 @@ def test_service_rules(row: Row) -> None:
 
 SERVICE_CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
     ("headless without ports", service(clusterIP="None", ports=[]), None, None),
-    ("nodePort on NodePort", service(type="NodePort", ports=[{"port": 80, "nodePort": 30080}]), None, None),
-    ("nodePort out of range", service(type="NodePort", ports=[{"port": 80, "nodePort": 70000}]), "spec.ports[0].nodePort", INVALID),
+    (
+        "nodePort on NodePort",
+        service(type="NodePort", ports=[{"port": 80, "nodePort": 30080}]),
+        None,
+        None,
+    ),
+    (
+        "nodePort out of range",
+        service(type="NodePort", ports=[{"port": 80, "nodePort": 70000}]),
+        "spec.ports[0].nodePort",
+        INVALID,
+    ),
     (
         "duplicate nodePort",
-        service(type="NodePort", ports=[{"name": "a", "port": 80, "nodePort": 30080}, {"name": "b", "port": 81, "nodePort": 30080}]),
+        service(
+            type="NodePort",
+            ports=[
+                {"name": "a", "port": 80, "nodePort": 30080},
+                {"name": "b", "port": 81, "nodePort": 30080},
+            ],
+        ),
         "spec.ports[1].nodePort",
         DUPLICATE,
     ),
-    ("externalTrafficPolicy on NodePort", service(type="NodePort", externalTrafficPolicy="Local"), None, None),
+    (
+        "externalTrafficPolicy on NodePort",
+        service(type="NodePort", externalTrafficPolicy="Local"),
+        None,
+        None,
+    ),
     ("headless NodePort", service(type="NodePort", clusterIP="None"), "spec.clusterIP", INVALID),
-    ("ExternalName", service(type="ExternalName", externalName="db.example.com", selector=None, ports=[]), None, None),
-    ("ExternalName, fully qualified", service(type="ExternalName", externalName="db.example.com.", ports=[]), None, None),
-    ("ExternalName without a name", service(type="ExternalName", ports=[]), "spec.externalName", REQUIRED),
-    ("ExternalName with a bad name", service(type="ExternalName", externalName="DB_host!", ports=[]), "spec.externalName", INVALID),
-    ("ExternalName with a clusterIP", service(type="ExternalName", externalName="db.example.com", clusterIP="10.0.0.1"), "spec.clusterIP", FORBIDDEN),
-    ("ClientIP timeout 1", service(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}}), None, None),
-    ("ClientIP timeout 86400", service(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 86400}}), None, None),
+    (
+        "ExternalName",
+        service(type="ExternalName", externalName="db.example.com", selector=None, ports=[]),
+        None,
+        None,
+    ),
+    (
+        "ExternalName, fully qualified",
+        service(type="ExternalName", externalName="db.example.com.", ports=[]),
+        None,
+        None,
+    ),
+    (
+        "ExternalName without a name",
+        service(type="ExternalName", ports=[]),
+        "spec.externalName",
+        REQUIRED,
+    ),
+    (
+        "ExternalName with a bad name",
+        service(type="ExternalName", externalName="DB_host!", ports=[]),
+        "spec.externalName",
+        INVALID,
+    ),
+    (
+        "ExternalName with a clusterIP",
+        service(type="ExternalName", externalName="db.example.com", clusterIP="10.0.0.1"),
+        "spec.clusterIP",
+        FORBIDDEN,
+    ),
+    (
+        "ClientIP timeout 1",
+        service(
+            sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}}
+        ),
+        None,
+        None,
+    ),
+    (
+        "ClientIP timeout 86400",
+        service(
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 86400}},
+        ),
+        None,
+        None,
+    ),
     (
         "ClientIP timeout 0",
-        service(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 0}}),
+        service(
+            sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 0}}
+        ),
         "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
         INVALID,
     ),
     (
         "ClientIP timeout 86401",
-        service(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 86401}}),
+        service(
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 86401}},
+        ),
         "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
         INVALID,
     ),
-    ("dual-stack clusterIPs", service(clusterIP="10.0.0.11", clusterIPs=["10.0.0.11", "fd00::11"], ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"]), None, None),
-    ("clusterIPs disagree", service(clusterIP="10.0.0.11", clusterIPs=["10.0.0.12"]), "spec.clusterIPs[0]", INVALID),
-    ("two families on SingleStack", service(ipFamilies=["IPv4", "IPv6"], ipFamilyPolicy="SingleStack"), "spec.ipFamilies", INVALID),
+    (
+        "dual-stack clusterIPs",
+        service(
+            clusterIP="10.0.0.11",
+            clusterIPs=["10.0.0.11", "fd00::11"],
+            ipFamilyPolicy="PreferDualStack",
+            ipFamilies=["IPv4", "IPv6"],
+        ),
+        None,
+        None,
+    ),
+    (
+        "clusterIPs disagree",
+        service(clusterIP="10.0.0.11", clusterIPs=["10.0.0.12"]),
+        "spec.clusterIPs[0]",
+        INVALID,
+    ),
+    (
+        "two families on SingleStack",
+        service(ipFamilies=["IPv4", "IPv6"], ipFamilyPolicy="SingleStack"),
+        "spec.ipFamilies",
+        INVALID,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("obj", "field", "reason"), [c[1:] for c in SERVICE_CASES], ids=[c[0] for c in SERVICE_CASES])
+@pytest.mark.parametrize(
+    ("obj", "field", "reason"), [c[1:] for c in SERVICE_CASES], ids=[c[0] for c in SERVICE_CASES]
+)
 def test_service_cases(obj: dict[str, Any], field: str | None, reason: str | None) -> None:
     _check(obj, field, reason)
 
@@ -204,12 +317,22 @@ ENDPOINTS_ROWS: list[Row] = [
     ("subsets[0].addresses[0].nodeName", "Node_1", "subsets[0].addresses[0].nodeName", INVALID),
     ("subsets[0].addresses", [], "subsets[0]", REQUIRED),
     ("subsets[0].notReadyAddresses", [{"ip": "192.0.2.43"}], None, None),
-    ("subsets[0].notReadyAddresses", [{"ip": "127.0.0.2"}], "subsets[0].notReadyAddresses[0].ip", INVALID),
+    (
+        "subsets[0].notReadyAddresses",
+        [{"ip": "127.0.0.2"}],
+        "subsets[0].notReadyAddresses[0].ip",
+        INVALID,
+    ),
     ("subsets[0].ports[0].port", 0, "subsets[0].ports[0].port", INVALID),
     ("subsets[0].ports[0].protocol", "ICMP", "subsets[0].ports[0].protocol", NOT_SUPPORTED),
     ("subsets[0].ports[0].name", "web_1", "subsets[0].ports[0].name", INVALID),
     ("subsets[0].ports[1]", {"port": 9377}, "subsets[0].ports[0].name", REQUIRED),
-    ("subsets[0].ports", [{"name": "a", "port": 1}, {"name": "a", "port": 2}], "subsets[0].ports[1].name", DUPLICATE),
+    (
+        "subsets[0].ports",
+        [{"name": "a", "port": 1}, {"name": "a", "port": 2}],
+        "subsets[0].ports[1].name",
+        DUPLICATE,
+    ),
 ]
 
 
@@ -223,10 +346,21 @@ POD_RANGE = validation.Context(pod_loopback_cidrs=(ipaddress.ip_network("127.244
 
 
 def test_endpoint_ip_in_host_mode_pod_range_is_accepted_but_other_loopback_is_not() -> None:
-    _check(with_field(endpoints(), "subsets[0].addresses[0].ip", "127.244.0.7"), None, None, POD_RANGE)
-    _check(with_field(endpoints(), "subsets[0].addresses[0].ip", "127.0.0.1"), "subsets[0].addresses[0].ip", INVALID, POD_RANGE)
+    _check(
+        with_field(endpoints(), "subsets[0].addresses[0].ip", "127.244.0.7"), None, None, POD_RANGE
+    )
+    _check(
+        with_field(endpoints(), "subsets[0].addresses[0].ip", "127.0.0.1"),
+        "subsets[0].addresses[0].ip",
+        INVALID,
+        POD_RANGE,
+    )
     # Without the pod range configured, the pod-range address is loopback like any other.
-    _check(with_field(endpoints(), "subsets[0].addresses[0].ip", "127.244.0.7"), "subsets[0].addresses[0].ip", INVALID)
+    _check(
+        with_field(endpoints(), "subsets[0].addresses[0].ip", "127.244.0.7"),
+        "subsets[0].addresses[0].ip",
+        INVALID,
+    )
 
 
 def test_endpoint_ip_may_not_be_another_services_cluster_ip() -> None:
@@ -248,7 +382,12 @@ SLICE_ROWS: list[Row] = [
     ("endpoints[0].addresses", [], "endpoints[0].addresses", REQUIRED),
     ("endpoints[0].addresses", ["127.0.0.1"], "endpoints[0].addresses[0]", INVALID),
     ("endpoints[0].addresses", ["169.254.0.9"], "endpoints[0].addresses[0]", INVALID),
-    ("endpoints[0].addresses", [f"192.0.2.{i}" for i in range(1, 102)], "endpoints[0].addresses", TOO_MANY),
+    (
+        "endpoints[0].addresses",
+        [f"192.0.2.{i}" for i in range(1, 102)],
+        "endpoints[0].addresses",
+        TOO_MANY,
+    ),
     ("endpoints", [{"addresses": ["192.0.2.1"]}] * 1001, "endpoints", TOO_MANY),
     ("endpoints[0].conditions.ready", "true", "endpoints[0].conditions.ready", TYPE_INVALID),
     ("endpoints[0].conditions.serving", False, None, None),
@@ -285,27 +424,92 @@ POD_ROWS: list[Row] = [
     ("spec.containers[1]", {"name": "web", "image": "x"}, "spec.containers[1].name", DUPLICATE),
     ("spec.containers[0].image", "nginx:1.27", None, None),
     ("spec.containers[0].command", DELETE, "spec.containers[0].image", REQUIRED),
-    ("spec.containers[0].command", "python3 -m http.server", "spec.containers[0].command", TYPE_INVALID),
+    (
+        "spec.containers[0].command",
+        "python3 -m http.server",
+        "spec.containers[0].command",
+        TYPE_INVALID,
+    ),
     # container port names are IANA service names
     ("spec.containers[0].ports[0].name", "web-1", None, None),
     ("spec.containers[0].ports[0].name", "123", "spec.containers[0].ports[0].name", INVALID),
-    ("spec.containers[0].ports[0].name", "a-very-long-port-name", "spec.containers[0].ports[0].name", INVALID),
-    ("spec.containers[0].ports[1]", {"name": "http", "containerPort": 9377}, "spec.containers[0].ports[1].name", DUPLICATE),
-    ("spec.containers[0].ports[0].containerPort", 0, "spec.containers[0].ports[0].containerPort", INVALID),
-    ("spec.containers[0].ports[0].containerPort", DELETE, "spec.containers[0].ports[0].containerPort", REQUIRED),
+    (
+        "spec.containers[0].ports[0].name",
+        "a-very-long-port-name",
+        "spec.containers[0].ports[0].name",
+        INVALID,
+    ),
+    (
+        "spec.containers[0].ports[1]",
+        {"name": "http", "containerPort": 9377},
+        "spec.containers[0].ports[1].name",
+        DUPLICATE,
+    ),
+    (
+        "spec.containers[0].ports[0].containerPort",
+        0,
+        "spec.containers[0].ports[0].containerPort",
+        INVALID,
+    ),
+    (
+        "spec.containers[0].ports[0].containerPort",
+        DELETE,
+        "spec.containers[0].ports[0].containerPort",
+        REQUIRED,
+    ),
     ("spec.containers[0].ports[0].protocol", "UDP", None, None),
-    ("spec.containers[0].ports[0].protocol", "ICMP", "spec.containers[0].ports[0].protocol", NOT_SUPPORTED),
+    (
+        "spec.containers[0].ports[0].protocol",
+        "ICMP",
+        "spec.containers[0].ports[0].protocol",
+        NOT_SUPPORTED,
+    ),
     ("spec.containers[0].env[0].name", "MY.ENV-name", None, None),
     ("spec.containers[0].env[0].name", "1ENV", "spec.containers[0].env[0].name", INVALID),
-    ("spec.containers[0].env[1]", {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}, None, None),
-    ("spec.containers[0].env[1]", {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}, "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath", NOT_SUPPORTED),
+    (
+        "spec.containers[0].env[1]",
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        None,
+        None,
+    ),
+    (
+        "spec.containers[0].env[1]",
+        {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}},
+        "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath",
+        NOT_SUPPORTED,
+    ),
     ("spec.containers[0].readinessProbe", {"tcpSocket": {"port": 9376}}, None, None),
     ("spec.containers[0].readinessProbe", {"exec": {"command": ["true"]}}, None, None),
-    ("spec.containers[0].readinessProbe", {"periodSeconds": 5}, "spec.containers[0].readinessProbe", REQUIRED),
-    ("spec.containers[0].readinessProbe", {"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}}, "spec.containers[0].readinessProbe.tcpSocket", FORBIDDEN),
-    ("spec.containers[0].readinessProbe.periodSeconds", 0, "spec.containers[0].readinessProbe.periodSeconds", INVALID),
-    ("spec.containers[0].readinessProbe.initialDelaySeconds", -1, "spec.containers[0].readinessProbe.initialDelaySeconds", INVALID),
-    ("spec.containers[0].readinessProbe.httpGet.port", "no_such", "spec.containers[0].readinessProbe.httpGet.port", INVALID),
+    (
+        "spec.containers[0].readinessProbe",
+        {"periodSeconds": 5},
+        "spec.containers[0].readinessProbe",
+        REQUIRED,
+    ),
+    (
+        "spec.containers[0].readinessProbe",
+        {"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}},
+        "spec.containers[0].readinessProbe.tcpSocket",
+        FORBIDDEN,
+    ),
+    (
+        "spec.containers[0].readinessProbe.periodSeconds",
+        0,
+        "spec.containers[0].readinessProbe.periodSeconds",
+        INVALID,
+    ),
+    (
+        "spec.containers[0].readinessProbe.initialDelaySeconds",
+        -1,
+        "spec.containers[0].readinessProbe.initialDelaySeconds",
+        INVALID,
+    ),
+    (
+        "spec.containers[0].readinessProbe.httpGet.port",
+        "no_such",
+        "spec.containers[0].readinessProbe.httpGet.port",
+        INVALID,
+    ),
     ("spec.restartPolicy", "Never", None, None),
     ("spec.restartPolicy", "Sometimes", "spec.restartPolicy", NOT_SUPPORTED),
     ("spec.nodeName", "node-1", None, None),
@@ -399,7 +603,9 @@ def test_messages_follow_kubernetes_wording() -> None:
     obj = with_field(service(), "spec.ports[0].name", "123_abc")
     defaults.apply_defaults(obj)
     (err,) = validation.validate(obj)
-    assert str(err).startswith('spec.ports[0].name: Invalid value: "123_abc": a lowercase RFC 1123 label')
+    assert str(err).startswith(
+        'spec.ports[0].name: Invalid value: "123_abc": a lowercase RFC 1123 label'
+    )
     assert err.cause() == {
         "reason": "FieldValueInvalid",
         "field": "spec.ports[0].name",
