@@ -98,6 +98,71 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _default_data_dir() -> str:
+    return str(Path.home() / ".local" / "share" / "kubesvc")
+
+
+async def _serve_until_signalled(args: argparse.Namespace, announce: bool) -> None:
+    import asyncio
+    import signal
+
+    from kubesvc.apiserver.app import APIServerConfig, start_apiserver
+
+    config = APIServerConfig(
+        data_dir=Path(args.data_dir).expanduser().resolve(),
+        bind_address=args.bind_address,
+        port=args.api_port,
+    )
+    try:
+        running = await start_apiserver(config)
+    except OSError as err:
+        raise CLIError(
+            f"cannot serve on {args.bind_address}:{args.api_port}: {err.strerror or err}"
+        ) from err
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if announce:
+        kubeconfig = running.kubeconfig
+        print(
+            f"kubesvc is up (stop with Ctrl-C)\n"
+            f"  API server:  {running.url}\n"
+            f"  kubeconfig:  {kubeconfig}\n"
+            f"  try:         kubectl --kubeconfig {kubeconfig} get namespaces",
+            flush=True,
+        )
+    try:
+        await stop.wait()
+    finally:
+        await running.close()
+    if announce:
+        print("kubesvc stopped", flush=True)
+
+
+def _run_async(args: argparse.Namespace, announce: bool) -> int:
+    import asyncio
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # uvloop is optional: the stdlib loop works, slower
+        pass
+    asyncio.run(_serve_until_signalled(args, announce))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run every part of kubesvc in this process, in the foreground."""
+    return _run_async(args, announce=True)
+
+
+def cmd_apiserver(args: argparse.Namespace) -> int:
+    """Run the API server alone."""
+    return _run_async(args, announce=True)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kubesvc {_version()}")
     return 0
@@ -136,6 +201,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the defaulted objects instead of a summary",
     )
     validate.set_defaults(func=cmd_validate)
+
+    for name, func, help_text in (
+        (
+            "up",
+            cmd_up,
+            "run kubesvc in the foreground (the API server, for now) and write a kubeconfig",
+        ),
+        ("apiserver", cmd_apiserver, "run the Kubernetes-compatible API server alone"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--data-dir",
+            default=_default_data_dir(),
+            help="where the database, certificates, tokens and kubeconfig live (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--api-port",
+            type=int,
+            default=6443,
+            help="HTTPS port of the API (default: %(default)s; 0 picks a free one)",
+        )
+        sub.add_argument(
+            "--bind-address",
+            default="127.0.0.1",
+            help="address the API listens on (default: %(default)s)",
+        )
+        sub.set_defaults(func=func)
 
     ver = commands.add_parser("version", help="print kubesvc's version")
     ver.set_defaults(func=cmd_version)

@@ -1,0 +1,582 @@
+"""The HTTP edge of the API server (aiohttp): routing, authentication, encoding, watch streams.
+
+Everything below the edge raises `StatusError`; the error middleware turns it
+into a Kubernetes `Status` response, once. Request bodies are read with a
+size cap so an oversized body is refused without being held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kubesvc.api import errors, selectors, tables
+from kubesvc.api.errors import StatusError
+from kubesvc.apiserver import discovery, openapi
+from kubesvc.apiserver.auth import Authenticator, User
+from kubesvc.apiserver.resources import BY_PLURAL, Resource, group_versions
+from kubesvc.apiserver.rest import (
+    PATCH_APPLY,
+    PATCH_TYPES,
+    ListOptions,
+    Preconditions,
+    Rest,
+    WriteOptions,
+)
+
+log = logging.getLogger("kubesvc.apiserver")
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+DEFAULT_MAX_WATCHES = 1000
+JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+_USER_KEY = web.AppKey("user", User)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def _status_response(err: StatusError) -> web.Response:
+    headers = {"Retry-After": str(err.retry_after_s)} if err.retry_after_s is not None else None
+    return _json_response(err.status(), err.code, headers)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resource URL names."""
+
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_target(group_version: str, parts: list[str]) -> Target:
+    """Resolve the path after `/api/v1` or `/apis/<group>/<version>` to a resource target."""
+
+    def resource(plural: str) -> Resource:
+        found = BY_PLURAL.get((group_version, plural))
+        if found is None:
+            raise errors.StatusError(
+                404, f"the server could not find the requested resource ({plural})", "NotFound"
+            )
+        return found
+
+    if not parts:
+        raise errors.StatusError(
+            404, "the server could not find the requested resource", "NotFound"
+        )
+    if parts[0] == "namespaces" and len(parts) >= 3 and (group_version, parts[2]) in BY_PLURAL:
+        # /namespaces/<ns>/<plural>[/<name>[/<subresource>]]
+        res = resource(parts[2])
+        if not res.namespaced or len(parts) > 5:
+            raise errors.StatusError(
+                404, "the server could not find the requested resource", "NotFound"
+            )
+        name = parts[3] if len(parts) > 3 else None
+        sub = parts[4] if len(parts) > 4 else None
+        return Target(res, parts[1], name, sub)
+    res = resource(parts[0])
+    if len(parts) > 3:
+        raise errors.StatusError(
+            404, "the server could not find the requested resource", "NotFound"
+        )
+    name = parts[1] if len(parts) > 1 else None
+    sub = parts[2] if len(parts) > 2 else None
+    if res.namespaced and name is not None:
+        raise errors.StatusError(
+            404, "the server could not find the requested resource", "NotFound"
+        )
+    return Target(res, None, name, sub)
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "t", "yes")
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    """Query parameters, the last value winning (aiohttp's MultiDict keeps all)."""
+    return {k: v for k, v in request.query.items()}
+
+
+def _wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any("as=Table" in part for part in accept.split(","))
+
+
+class APIServer:
+    """The Kubernetes-compatible API over a `Rest` core."""
+
+    def __init__(
+        self,
+        rest: Rest,
+        authenticator: Authenticator | None,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_watches: int = DEFAULT_MAX_WATCHES,
+        watch_bookmark_s: float = 5.0,
+    ) -> None:
+        self.rest = rest
+        self.authenticator = authenticator
+        self.max_body_bytes = max_body_bytes
+        self.max_watches = max_watches
+        self.watch_bookmark_s = watch_bookmark_s
+        self.open_watches = 0
+        self.ready = False
+        self.ready_checks: list[Callable[[], bool]] = []
+
+    # ---------------------------------------------------------------- the app
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[self._errors, self._authenticate], client_max_size=self.max_body_bytes
+        )
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/livez", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/api", self._api)
+        app.router.add_get("/apis", self._apis)
+        app.router.add_get("/openapi/v2", self._openapi_v2)
+        app.router.add_get("/openapi/v3", self._openapi_root)
+        app.router.add_get("/openapi/v3/{path:.+}", self._openapi_doc)
+        app.router.add_route("*", "/api/v1", self._group_version_root)
+        app.router.add_route("*", "/api/v1/{rest:.+}", self._resource)
+        app.router.add_route("*", "/apis/{group}/{version}", self._group_version_root)
+        app.router.add_route("*", "/apis/{group}/{version}/{rest:.+}", self._resource)
+        app.router.add_get("/apis/{group}", self._group)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StatusError as err:
+            return _status_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            return _status_response(
+                errors.too_large(f"the request body is larger than {self.max_body_bytes} bytes")
+            )
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return _status_response(
+                    errors.StatusError(
+                        404, "the server could not find the requested resource", "NotFound"
+                    )
+                )
+            if exc.status == 405:
+                return _status_response(errors.method_not_allowed(request.method, request.path))
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # the last line of defence: a Status, never a stack trace
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _status_response(errors.internal_error(exc))
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS or self.authenticator is None:
+            return await handler(request)
+        user = self.authenticator.user_for(request.headers.get("Authorization"))
+        if user is None:
+            raise errors.unauthorized()
+        request[_USER_KEY] = user
+        return await handler(request)
+
+    def _authorise(self, request: web.Request, verb: str, target: Target | None) -> None:
+        user: User | None = request.get(_USER_KEY)
+        if user is None or user.may(verb):
+            return
+        plural = target.resource.plural if target else ""
+        scope = f' in the namespace "{target.namespace}"' if target and target.namespace else ""
+        why = f'User "{user.name}" cannot {verb} resource "{plural}" in API group "{target.resource.group if target else ""}"{scope}'
+        raise errors.forbidden(plural, target.name or "" if target else "", why)
+
+    # ------------------------------------------------------- fixed endpoints
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return _json_response(discovery.version_info())
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self.ready and all(check() for check in self.ready_checks):
+            return web.Response(text="ok")
+        return web.Response(text="not ready", status=503)
+
+    def _discovery_response(
+        self, request: web.Request, for_core: bool, legacy: Callable[[], Any]
+    ) -> web.Response:
+        mode = discovery.negotiate_discovery(request.headers.get("Accept", ""))
+        if mode == "legacy":
+            return _json_response(legacy())
+        body, content_type = discovery.aggregated_discovery(for_core, mode)
+        return web.Response(
+            body=json.dumps(body).encode(),
+            content_type=None,
+            headers={"Content-Type": content_type},
+        )
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return self._discovery_response(request, True, discovery.api_versions)
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return self._discovery_response(request, False, discovery.api_group_list)
+
+    async def _group(self, request: web.Request) -> web.Response:
+        group = request.match_info["group"]
+        for gv in group_versions():
+            if gv.startswith(group + "/"):
+                return _json_response(discovery.api_group(group))
+        raise errors.StatusError(
+            404, "the server could not find the requested resource", "NotFound"
+        )
+
+    async def _group_version_root(self, request: web.Request) -> web.Response:
+        gv = self._group_version(request)
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, request.path)
+        if gv not in group_versions():
+            raise errors.StatusError(
+                404, "the server could not find the requested resource", "NotFound"
+            )
+        return _json_response(discovery.api_resource_list(gv))
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        # kubectl 1.27/1.28 read v2 (protobuf only) before `explain`; newer ones use v3.
+        return web.Response(
+            body=openapi.openapi_v2_document(),
+            headers={"Content-Type": openapi.OPENAPI_V2_CONTENT_TYPE},
+        )
+
+    async def _openapi_root(self, request: web.Request) -> web.Response:
+        return _json_response(openapi.openapi_v3_root())
+
+    async def _openapi_doc(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        gv = path.removeprefix("api/").removeprefix("apis/")
+        if gv not in group_versions():
+            raise errors.StatusError(
+                404, f"the server could not find the requested resource ({path})", "NotFound"
+            )
+        body = openapi.openapi_v3_document(gv)
+        etag = f'"{openapi.document_hash(gv)}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(
+            body=body,
+            content_type=JSON,
+            headers={"ETag": etag, "Cache-Control": "public, immutable"},
+        )
+
+    # -------------------------------------------------------------- resources
+
+    @staticmethod
+    def _group_version(request: web.Request) -> str:
+        if request.path.startswith("/api/"):
+            return "v1"
+        return f"{request.match_info['group']}/{request.match_info['version']}"
+
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
+        gv = self._group_version(request)
+        if gv not in group_versions():
+            raise errors.StatusError(
+                404, "the server could not find the requested resource", "NotFound"
+            )
+        target = parse_target(gv, [p for p in request.match_info["rest"].split("/") if p])
+        query = _query(request)
+        method = request.method
+        if target.subresource not in (None, "status") or (
+            target.subresource == "status" and "status" not in target.resource.subresources
+        ):
+            raise errors.StatusError(
+                404,
+                f"the server could not find the requested resource ({target.subresource})",
+                "NotFound",
+            )
+        if target.name is None:
+            if method == "GET":
+                watching = _flag(query.get("watch"))
+                self._authorise(request, "watch" if watching else "list", target)
+                if watching:
+                    return await self._watch(request, target, query)
+                return await self._list(request, target, query)
+            if method == "POST":
+                self._authorise(request, "create", target)
+                return await self._create(request, target, query)
+            if method == "DELETE":
+                self._authorise(request, "deletecollection", target)
+                opts = self._list_options(target, query)
+                listed = await self.rest.delete_collection(
+                    target.resource, target.namespace, opts, self._dry_run(query)
+                )
+                return _json_response(listed)
+            raise errors.method_not_allowed(method, request.path)
+        if method == "GET":
+            self._authorise(request, "get", target)
+            obj = await self.rest.get(target.resource, target.namespace, target.name)
+            return self._object_response(request, target, obj, query)
+        if method == "PUT":
+            self._authorise(request, "update", target)
+            body = await self._decode_body(request, target)
+            obj, created = await self.rest.update(
+                target.resource,
+                target.namespace,
+                target.name,
+                body,
+                self._write_options(query),
+                target.subresource,
+            )
+            return _json_response(obj, 201 if created else 200)
+        if method == "PATCH":
+            self._authorise(request, "patch", target)
+            return await self._patch(request, target, query)
+        if method == "DELETE":
+            self._authorise(request, "delete", target)
+            return await self._delete(request, target, query)
+        raise errors.method_not_allowed(method, request.path)
+
+    def _object_response(
+        self, request: web.Request, target: Target, obj: dict[str, Any], query: dict[str, str]
+    ) -> web.Response:
+        if _wants_table(request):
+            return _json_response(
+                tables.table(
+                    target.resource.kind,
+                    [obj],
+                    _now(),
+                    include_object=query.get("includeObject", "Metadata"),
+                )
+            )
+        return _json_response(obj)
+
+    @staticmethod
+    def _dry_run(query: dict[str, str]) -> bool:
+        value = query.get("dryRun")
+        if value is None:
+            return False
+        if value != "All":
+            raise errors.bad_request(f'Invalid dryRun value: {value!r}: only "All" is supported')
+        return True
+
+    def _write_options(self, query: dict[str, str], *, force: bool = False) -> WriteOptions:
+        manager = query.get("fieldManager", "")
+        if len(manager) > 128:
+            raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
+        return WriteOptions(self._dry_run(query), manager, force, query.get("fieldValidation"))
+
+    def _list_options(self, target: Target, query: dict[str, str]) -> ListOptions:
+        label = query.get("labelSelector")
+        field = query.get("fieldSelector")
+        limit_text = query.get("limit", "0")
+        try:
+            limit = int(limit_text)
+        except ValueError:
+            raise errors.bad_request(f"limit: invalid value {limit_text!r}") from None
+        return ListOptions(
+            selectors.parse_label_selector(label) if label else None,
+            selectors.parse_field_selector(field, selectors.selectable_fields(target.resource.kind))
+            if field
+            else None,
+            max(limit, 0),
+            query.get("continue", ""),
+        )
+
+    async def _list(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.Response:
+        listed = await self.rest.list(
+            target.resource, target.namespace, self._list_options(target, query)
+        )
+        if _wants_table(request):
+            table = tables.table(
+                target.resource.kind,
+                listed["items"],
+                _now(),
+                include_object=query.get("includeObject", "Metadata"),
+            )
+            table["metadata"] = listed["metadata"]
+            return _json_response(table)
+        return _json_response(listed)
+
+    async def _watch(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.StreamResponse:
+        if self.open_watches >= self.max_watches:
+            raise errors.too_many_requests(f"too many open watches (limit {self.max_watches})")
+        opts = self._list_options(target, query)
+        timeout_text = query.get("timeoutSeconds")
+        try:
+            # Without a timeout Kubernetes ends a watch after a random 30-60 minutes, spreading relists.
+            timeout_s = float(timeout_text) if timeout_text else random.uniform(1800, 3600)
+        except ValueError:
+            raise errors.bad_request(f"timeoutSeconds: invalid value {timeout_text!r}") from None
+        bookmarks = _flag(query.get("allowWatchBookmarks"))
+        events = await self.rest.watch(
+            target.resource, target.namespace, opts, query.get("resourceVersion"), bookmarks
+        )
+        as_table = _wants_table(request)
+        include = query.get("includeObject", "Metadata")
+        response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        self.open_watches += 1
+        try:
+            await response.prepare(request)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    first = True
+                    async for kind, obj in events:
+                        if as_table and kind != "BOOKMARK":
+                            obj = tables.table(
+                                target.resource.kind, [obj], _now(), include_object=include
+                            )
+                            if not first:
+                                obj["columnDefinitions"] = []
+                            first = False
+                        await response.write(
+                            json.dumps(
+                                {"type": kind, "object": obj}, separators=(",", ":")
+                            ).encode()
+                            + b"\n"
+                        )
+            except TimeoutError:
+                pass
+            except StatusError as err:
+                await response.write(
+                    json.dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n"
+                )
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        finally:
+            self.open_watches -= 1
+            await events.aclose()
+        return response
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise errors.too_large(
+                f"the request body of {length} bytes is larger than {self.max_body_bytes} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise errors.too_large(
+                    f"the request body is larger than {self.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _decode_body(
+        self, request: web.Request, target: Target, *, patch_type: str | None = None
+    ) -> Any:
+        raw = await self._read_body(request)
+        content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+        if content_type == PROTOBUF:
+            from kubesvc.apiserver import protobuf
+
+            return protobuf.decode(raw)
+        if not raw.strip():
+            raise errors.bad_request("the request body is empty")
+        if patch_type == PATCH_APPLY or content_type in YAML_TYPES:
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = (
+                    f" at line {mark.line + 1}, column {mark.column + 1}"
+                    if mark is not None
+                    else ""
+                )
+                problem = getattr(err, "problem", None) or err
+                raise errors.bad_request(
+                    f"the request body is not valid YAML{where}: {problem}"
+                ) from None
+        if patch_type is not None or content_type in (JSON, "*/*", ""):
+            try:
+                return json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as err:
+                raise errors.bad_request(f"the request body is not valid JSON: {err}") from None
+        raise errors.unsupported_media_type(content_type)
+
+    async def _create(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.Response:
+        body = await self._decode_body(request, target)
+        obj = await self.rest.create(
+            target.resource, target.namespace, body, self._write_options(query)
+        )
+        return _json_response(obj, 201)
+
+    async def _patch(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.Response:
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in PATCH_TYPES:
+            raise errors.unsupported_media_type(content_type)
+        body = await self._decode_body(request, target, patch_type=content_type)
+        opts = self._write_options(query, force=_flag(query.get("force")))
+        obj, created = await self.rest.patch(
+            target.resource,
+            target.namespace,
+            target.name or "",
+            content_type,
+            body,
+            opts,
+            target.subresource,
+        )
+        return _json_response(obj, 201 if created else 200)
+
+    async def _delete(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.Response:
+        raw = await self._read_body(request)
+        options: dict[str, Any] = {}
+        if raw.strip():
+            try:
+                options = json.loads(raw)
+            except ValueError as err:
+                raise errors.bad_request(
+                    f"the DeleteOptions body is not valid JSON: {err}"
+                ) from None
+            if not isinstance(options, dict):
+                raise errors.bad_request("the DeleteOptions body must be an object")
+        pre = options.get("preconditions") if isinstance(options.get("preconditions"), dict) else {}
+        dry_run = self._dry_run(query) or options.get("dryRun") == ["All"]
+        obj = await self.rest.delete(
+            target.resource,
+            target.namespace,
+            target.name or "",
+            Preconditions(pre.get("uid"), pre.get("resourceVersion")),
+            dry_run,
+        )
+        return _json_response(obj)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
