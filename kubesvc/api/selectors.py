@@ -124,7 +124,9 @@ def label_value_errors(value: str) -> list[str]:
     if _byte_len(value) > 63:
         errs.append("must be no more than 63 characters")
     if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+        errs.append(
+            _regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
+        )
     return errs
 
 
@@ -275,7 +277,9 @@ def _requirement_errors(key: str, op: Operator, values: Sequence[str]) -> list[s
     if msgs := qualified_name_errors(key):
         errs.append(f"key: Invalid value: {_go_quote(key)}: {'; '.join(msgs)}")
     # An empty Go slice from a LabelSelector object is nil, which JSON shows as null.
-    shown = json.dumps(list(values), ensure_ascii=False, separators=(",", ":")) if values else "null"
+    shown = (
+        json.dumps(list(values), ensure_ascii=False, separators=(",", ":")) if values else "null"
+    )
     if op in (Operator.IN, Operator.NOT_IN) and not values:
         detail = "for 'in', 'notin' operators, values set can't be empty"
         errs.append(f"values: Invalid value: {shown}: {detail}")
@@ -321,7 +325,9 @@ def from_set(labels: Mapping[str, str] | None, *, validate: bool = True) -> Labe
     if not labels:
         return LabelSelector()
     if not validate:
-        return LabelSelector(tuple(Requirement(k, Operator.EQUALS, (v,)) for k, v in labels.items()))
+        return LabelSelector(
+            tuple(Requirement(k, Operator.EQUALS, (v,)) for k, v in labels.items())
+        )
     # Sorted so that, of several bad labels, the same one is always reported.
     return LabelSelector(
         tuple(_checked_requirement(k, Operator.EQUALS, [labels[k]]) for k in sorted(labels))
@@ -354,10 +360,14 @@ def from_label_selector(sel: Mapping[str, Any] | None) -> LabelSelector:
         raise bad_request(f"matchExpressions must be a list, not {field.show_value(expressions)}")
     if not match_labels and not expressions:
         return LabelSelector()
-    reqs = [_checked_requirement(k, Operator.EQUALS, [match_labels[k]]) for k in sorted(match_labels)]
+    reqs = [
+        _checked_requirement(k, Operator.EQUALS, [match_labels[k]]) for k in sorted(match_labels)
+    ]
     for expr in expressions:
         if not isinstance(expr, Mapping):
-            raise bad_request(f"matchExpressions entry must be an object, not {field.show_value(expr)}")
+            raise bad_request(
+                f"matchExpressions entry must be an object, not {field.show_value(expr)}"
+            )
         raw_op = expr.get("operator") or ""
         op = _EXPRESSION_OPERATORS.get(raw_op) if isinstance(raw_op, str) else None
         if op is None:
@@ -410,46 +420,33 @@ _BINARY_OPERATORS = {
 }
 _SPECIAL = frozenset("=!(),><")
 _WHITESPACE = frozenset(" \t\r\n")  # only these: Kubernetes treats other spaces as key text
-_END = "\0"  # Go's lexer reads a NUL byte exactly as it reads the end of the string
+_END = "\0"  # Go's lexer reads a NUL byte as it reads the end of the string
+_WORD_END = _SPECIAL | _WHITESPACE | {_END}
 
 
 def _lex(text: str) -> list[tuple[_Tok, str]]:
     """Tokens up to and including EOS, as Kubernetes' Lexer produces them."""
     items: list[tuple[_Tok, str]] = []
     pos, end = 0, len(text)
-
-    def read() -> str:
-        nonlocal pos
-        if pos >= end:
-            return _END
-        pos += 1
-        return text[pos - 1]
-
     while True:
-        ch = read()
-        while ch in _WHITESPACE:
-            ch = read()
-        if ch == _END:
+        while pos < end and text[pos] in _WHITESPACE:
+            pos += 1
+        if pos == end or text[pos] == _END:
             items.append((_Tok.EOS, ""))
             return items
-        if ch in _SPECIAL:
+        start = pos
+        if text[pos] in _SPECIAL:
             # Longest run of symbols that is still a token: "!=" and "==", else one symbol.
-            literal = ch
-            while (ch := read()) != _END:
-                if ch not in _SPECIAL or literal + ch not in _TOKENS:
-                    pos -= 1
-                    break
-                literal += ch
-            items.append((_TOKENS[literal], literal))
+            pos += 1
+            while pos < end and text[start : pos + 1] in _TOKENS:
+                pos += 1
         else:
-            start = pos - 1
-            while (ch := read()) != _END:
-                if ch in _SPECIAL or ch in _WHITESPACE:
-                    pos -= 1
-                    break
-            # A NUL ends the word and is consumed; the end of the string is not.
-            literal = text[start : pos - 1 if ch == _END and pos <= end and text[pos - 1 : pos] == _END else pos]
-            items.append((_TOKENS.get(literal, _Tok.IDENT), literal))
+            while pos < end and text[pos] not in _WORD_END:
+                pos += 1
+        literal = text[start:pos]
+        if pos < end and text[pos] == _END:
+            pos += 1  # Go consumes a NUL that ends a token, then lexes on after it
+        items.append((_TOKENS.get(literal, _Tok.IDENT), literal))
 
 
 class _RequirementError(Exception):
@@ -504,7 +501,9 @@ class _Parser:
             if tok not in _BINARY_OPERATORS:
                 raise _RequirementError(f"found '{lit}', expected: in, notin, =, ==, !=, gt, lt")
             op = _BINARY_OPERATORS[tok]
-            values = self.value_set() if op in (Operator.IN, Operator.NOT_IN) else self.exact_value()
+            values = (
+                self.value_set() if op in (Operator.IN, Operator.NOT_IN) else self.exact_value()
+            )
         # Parsed values are a set: deduplicated and sorted, as sets.String.List() gives them.
         ordered = tuple(sorted(values))
         if errs := _requirement_errors(key, op, ordered):
@@ -623,14 +622,21 @@ def validate_label_selector(sel: Any, path: str) -> list[FieldError]:
     if expressions is None:
         return errs
     if not isinstance(expressions, list):
-        return [*errs, field.type_invalid(where.child("matchExpressions"), expressions, "must be an array")]
+        return [
+            *errs,
+            field.type_invalid(where.child("matchExpressions"), expressions, "must be an array"),
+        ]
     for i, expr in enumerate(expressions):
         at = where.child("matchExpressions").index(i)
         if not isinstance(expr, Mapping):
             errs.append(field.type_invalid(at, expr, "must be an object"))
             continue
         # A missing operator or key decodes to "" in Kubernetes; report it the same way.
-        op, key, values = expr.get("operator") or "", expr.get("key") or "", expr.get("values") or []
+        op, key, values = (
+            expr.get("operator") or "",
+            expr.get("key") or "",
+            expr.get("values") or [],
+        )
         if not isinstance(values, list):
             errs.append(field.type_invalid(at.child("values"), values, "must be an array"))
             values = []
@@ -696,11 +702,16 @@ def selectable_fields(kind: str) -> frozenset[str]:
     return SELECTABLE_FIELDS.get(kind, DEFAULT_SELECTABLE_FIELDS)
 
 
-def _text(obj: Any, *path: str) -> str:
-    # Absent and non-string fields read as "", as Go's zero value does.
+def _get(obj: Any, *path: str) -> Any:
     for name in path:
         obj = obj.get(name) if isinstance(obj, Mapping) else None
-    return obj if isinstance(obj, str) else ""
+    return obj
+
+
+def _text(obj: Any, *path: str) -> str:
+    # Absent and non-string fields read as "", as Go's zero value does.
+    value = _get(obj, *path)
+    return value if isinstance(value, str) else ""
 
 
 def object_fields(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
@@ -711,7 +722,7 @@ def object_fields(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     }
     if kind == "Pod":
         # Kubernetes reads status.podIP from podIPs[0]; fall back to podIP if podIPs is unset.
-        pod_ips = (obj.get("status") or {}).get("podIPs") if isinstance(obj.get("status"), Mapping) else None
+        pod_ips = _get(obj, "status", "podIPs")
         first_ip = _text(pod_ips[0], "ip") if isinstance(pod_ips, list) and pod_ips else ""
         fields |= {
             "spec.nodeName": _text(obj, "spec", "nodeName"),
@@ -725,7 +736,15 @@ def object_fields(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     elif kind == "Event":
         involved = {
             f"involvedObject.{name}": _text(obj, "involvedObject", name)
-            for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+            for name in (
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            )
         }
         fields |= involved | {
             "reason": _text(obj, "reason"),
@@ -737,7 +756,10 @@ def object_fields(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     elif kind == "Namespace":
         fields["status.phase"] = _text(obj, "status", "phase")
     elif kind == "Service":
-        fields |= {"spec.clusterIP": _text(obj, "spec", "clusterIP"), "spec.type": _text(obj, "spec", "type")}
+        fields |= {
+            "spec.clusterIP": _text(obj, "spec", "clusterIP"),
+            "spec.type": _text(obj, "spec", "type"),
+        }
     return fields
 
 
@@ -857,7 +879,7 @@ def parse_field_selector(text: str, allowed: Collection[str]) -> FieldSelector:
         if term.field not in allowed:
             if frozenset(allowed) == DEFAULT_SELECTABLE_FIELDS:
                 raise bad_request(
-                    f'{_go_quote(term.field)} is not a known field selector: '
+                    f"{_go_quote(term.field)} is not a known field selector: "
                     'only "metadata.name", "metadata.namespace"'
                 )
             raise bad_request(f"field label not supported: {term.field}")
