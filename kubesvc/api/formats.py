@@ -17,29 +17,50 @@ IANA_SVC_NAME_MAX = 15
 LABEL_VALUE_MAX = 63
 QUALIFIED_NAME_MAX = 63
 
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_IANA_SVC_NAME = re.compile(r"[-a-z0-9]+")
-_HAS_LETTER = re.compile(r"[a-z]")
-_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+
+def _byte_len(value: str) -> int:
+    # Go measures strings in UTF-8 bytes; surrogatepass keeps odd input from raising here.
+    return len(value.encode("utf-8", "surrogatepass"))
 
 
 def _max_len(value: str, limit: int) -> list[str]:
-    return [f"must be no more than {limit} characters"] if len(value) > limit else []
+    return [f"must be no more than {limit} characters"] if _byte_len(value) > limit else []
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    # Kubernetes' RegexError text, including its odd "',  or '" spacing between examples.
+    shown = "".join(f"{' or ' if i else ''}'{e}', " for i, e in enumerate(examples))
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
+_DNS1123_LABEL = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN = re.compile(_DNS1123_SUBDOMAIN_FMT)
+_DNS1035_LABEL = re.compile(_DNS1035_LABEL_FMT)
+_QUALIFIED_NAME = re.compile(_QUALIFIED_NAME_FMT)
+_LABEL_VALUE = re.compile(_LABEL_VALUE_FMT)
+_IANA_SVC_NAME = re.compile(r"[-a-z0-9]+")
+_HAS_LETTER = re.compile(r"[a-z]")
+_ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
 
 
 def dns1123_label(value: str) -> list[str]:
     """A lowercase RFC 1123 label: port names, namespace names, hostnames."""
     errs = _max_len(value, DNS1123_LABEL_MAX)
     if not _DNS1123_LABEL.fullmatch(value):
-        errs.append(
+        msg = (
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters"
             " or '-', and must start and end with an alphanumeric character"
-            " (e.g. 'my-name',  or '123-abc', regex used for validation is"
-            " '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
         )
+        errs.append(_regex_error(msg, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
     return errs
 
 
@@ -47,12 +68,11 @@ def dns1123_subdomain(value: str) -> list[str]:
     """A lowercase RFC 1123 subdomain: pod and endpoint names, externalName."""
     errs = _max_len(value, DNS1123_SUBDOMAIN_MAX)
     if not _DNS1123_SUBDOMAIN.fullmatch(value):
-        errs.append(
+        msg = (
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric"
             " characters, '-' or '.', and must start and end with an alphanumeric character"
-            " (e.g. 'example.com', regex used for validation is"
-            " '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         )
+        errs.append(_regex_error(msg, _DNS1123_SUBDOMAIN_FMT, "example.com"))
     return errs
 
 
@@ -60,12 +80,11 @@ def dns1035_label(value: str) -> list[str]:
     """An RFC 1035 label: Service names, which become DNS labels and env var prefixes."""
     errs = _max_len(value, DNS1035_LABEL_MAX)
     if not _DNS1035_LABEL.fullmatch(value):
-        errs.append(
+        msg = (
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-',"
             " start with an alphabetic character, and end with an alphanumeric character"
-            " (e.g. 'my-name',  or 'abc-123', regex used for validation is"
-            " '[a-z]([-a-z0-9]*[a-z0-9])?')"
         )
+        errs.append(_regex_error(msg, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
     return errs
 
 
@@ -84,35 +103,33 @@ def iana_svc_name(value: str) -> list[str]:
 
 
 def qualified_name(value: str) -> list[str]:
-    """A label or annotation key: an optional DNS subdomain prefix, `/`, and a name."""
-    if not value:
-        return ["name part must be non-empty"]
-    prefix, sep, name = value.rpartition("/")
+    """A label or annotation key: `[prefix/]name`, as Kubernetes' IsQualifiedName words it.
+
+    The prefix is a DNS-1123 subdomain (≤ 253), the name ≤ 63 of `[-A-Za-z0-9_.]`,
+    alphanumeric at both ends.
+    """
+    examples = ("MyName", "my.name", "123-abc")
+    parts = value.split("/")
+    if len(parts) > 2:
+        return [
+            "a qualified name "
+            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, *examples)
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
     errs: list[str] = []
-    if sep:
-        if not prefix:
+    name = parts[-1]
+    if len(parts) == 2:
+        if not parts[0]:
             errs.append("prefix part must be non-empty")
         else:
-            errs += [f"prefix part {m}" for m in dns1123_subdomain(prefix)]
-        if value.count("/") > 1:
-            errs.append(
-                "a qualified name must consist of alphanumeric characters, '-', '_' or '.',"
-                " and must start and end with an alphanumeric character (e.g. 'MyName',"
-                "  or 'my.name',  or '123-abc', regex used for validation is"
-                " '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain"
-                " prefix and '/' (e.g. 'example.com/MyName')"
-            )
-            return errs
+            errs.extend("prefix part " + m for m in dns1123_subdomain(parts[0]))
     if not name:
         errs.append("name part must be non-empty")
-        return errs
-    if len(name) > QUALIFIED_NAME_MAX:
+    elif _byte_len(name) > QUALIFIED_NAME_MAX:
         errs.append(f"name part must be no more than {QUALIFIED_NAME_MAX} characters")
     if not _QUALIFIED_NAME.fullmatch(name):
         errs.append(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must"
-            " start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',"
-            "  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+            "name part " + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, *examples)
         )
     return errs
 
@@ -120,25 +137,23 @@ def qualified_name(value: str) -> list[str]:
 def label_value(value: str) -> list[str]:
     """A label value: empty, or up to 63 characters of a qualified name's charset."""
     errs = _max_len(value, LABEL_VALUE_MAX)
-    if value and not _QUALIFIED_NAME.fullmatch(value):
-        errs.append(
+    if not _LABEL_VALUE.fullmatch(value):
+        msg = (
             "a valid label must be an empty string or consist of alphanumeric characters,"
             " '-', '_' or '.', and must start and end with an alphanumeric character"
-            " (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is"
-            " '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
         )
+        errs.append(_regex_error(msg, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
 
 def env_var_name(value: str) -> list[str]:
     if _ENV_VAR_NAME.fullmatch(value):
         return []
-    return [
+    msg = (
         "a valid environment variable name must consist of alphabetic characters, digits,"
-        " '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or"
-        " 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is"
-        " '[-._a-zA-Z][-._a-zA-Z0-9]*')"
-    ]
+        " '_', '-', or '.', and must not start with a digit"
+    )
+    return [_regex_error(msg, _ENV_VAR_NAME.pattern, "my.env-name", "MY_ENV.NAME", "MyEnvName1")]
 
 
 PORT_RANGE_MSG = "must be between 1 and 65535, inclusive"

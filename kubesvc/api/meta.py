@@ -6,7 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesvc.api import formats, shape
-from kubesvc.api.field import TOO_LONG, FieldError, Path, forbidden, invalid, required
+from kubesvc.api.field import (
+    TOO_LONG,
+    FieldError,
+    Path,
+    forbidden,
+    invalid,
+    required,
+    type_invalid,
+)
 from kubesvc.api.shape import Errors
 
 NameCheck = Callable[[str], list[str]]
@@ -16,14 +24,23 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 IMMUTABLE = "field is immutable"
 
 
-def validate_labels(value: Any, path: Path, errs: Errors) -> dict[str, str]:
-    labels = shape.string_map(value, path, errs)
-    for key, val in labels.items():
-        for msg in formats.qualified_name(key):
-            errs.append(invalid(path, key, msg))
-        for msg in formats.label_value(val):
-            errs.append(invalid(path.key(key), val, msg))
-    return labels
+def validate_labels(labels: Any, path: str) -> list[FieldError]:
+    """Field errors for a label map (`metadata.labels`, a Service's `spec.selector`).
+
+    As Kubernetes' ValidateLabels, errors for keys and values alike point at `path` itself.
+    """
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [type_invalid(path, labels, "must be an object")]
+    errs: list[FieldError] = []
+    for key, value in labels.items():
+        errs.extend(invalid(path, key, m) for m in formats.qualified_name(key))
+        if not isinstance(value, str):
+            errs.append(type_invalid(path, value, "must be a string"))
+        else:
+            errs.extend(invalid(path, value, m) for m in formats.label_value(value))
+    return errs
 
 
 def validate_annotations(value: Any, path: Path, errs: Errors) -> None:
@@ -67,7 +84,7 @@ def validate_object_meta(
     elif namespace:
         errs.append(forbidden(path.child("namespace"), "not allowed on this type"))
 
-    validate_labels(meta.get("labels"), path.child("labels"), errs)
+    errs.extend(validate_labels(meta.get("labels"), path.child("labels")))
     validate_annotations(meta.get("annotations"), path.child("annotations"), errs)
     for i, fin in enumerate(shape.sequence(meta.get("finalizers"), path.child("finalizers"), errs)):
         fin_path = path.child("finalizers").index(i)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum, auto
 from typing import Any
 
-from kubesvc.api import field
+from kubesvc.api import field, formats
 from kubesvc.api.errors import bad_request
 from kubesvc.api.field import FieldError, Path
+from kubesvc.api.meta import validate_labels
 
 __all__ = [
     "DEFAULT_SELECTABLE_FIELDS",
@@ -34,101 +35,12 @@ __all__ = [
     "escape_field_value",
     "from_label_selector",
     "from_set",
-    "label_value_errors",
     "object_fields",
     "parse_field_selector",
     "parse_label_selector",
-    "qualified_name_errors",
     "selectable_fields",
     "validate_label_selector",
-    "validate_labels",
 ]
-
-# --- Label keys and values (k8s.io/apimachinery/pkg/util/validation) -------------------------
-
-_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QNAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_LABEL_VALUE_FMT = f"({_QNAME_FMT})?"
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, "
-    "'-', '_' or '.', and must start and end with an alphanumeric character"
-)
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-    "'-' or '.', and must start and end with an alphanumeric character"
-)
-_QNAME_RE = re.compile(_QNAME_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # Kubernetes' RegexError, including its odd "',  or '" spacing between examples.
-    shown = "".join(f"{' or ' if i else ''}'{e}', " for i, e in enumerate(examples))
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _byte_len(s: str) -> int:
-    # Go measures strings in UTF-8 bytes; surrogatepass keeps odd input from raising here.
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if _byte_len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """Why `value` is not a qualified name (a label key); empty if it is one.
-
-    `[prefix/]name`: prefix a DNS-1123 subdomain (≤253), name ≤63 of `[-A-Za-z0-9_.]`,
-    alphanumeric at both ends. Messages are Kubernetes' `IsQualifiedName`'s.
-    """
-    errs: list[str] = []
-    parts = value.split("/")
-    if len(parts) > 2:
-        return [
-            "a qualified name "
-            + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
-    name = parts[-1]
-    if len(parts) == 2:
-        if not parts[0]:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + m for m in _dns1123_subdomain_errors(parts[0]))
-    if not name:
-        errs.append("name part must be non-empty")
-    elif _byte_len(name) > 63:
-        errs.append("name part must be no more than 63 characters")
-    if not _QNAME_RE.fullmatch(name):
-        errs.append(
-            "name part " + _regex_error(_QNAME_MSG, _QNAME_FMT, "MyName", "my.name", "123-abc")
-        )
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Why `value` is not a valid label value (≤63, may be empty); empty if it is one."""
-    errs = []
-    if _byte_len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(
-            _regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
-        )
-    return errs
-
 
 _GO_ESCAPES = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t"}
 _GO_ESCAPES |= {"\v": r"\v", "\\": r"\\", '"': r"\""}
@@ -274,7 +186,7 @@ class LabelSelector:
 def _requirement_errors(key: str, op: Operator, values: Sequence[str]) -> list[str]:
     """Kubernetes' NewRequirement checks, as `field.Error` texts (its field path is nil)."""
     errs = []
-    if msgs := qualified_name_errors(key):
+    if msgs := formats.qualified_name(key):
         errs.append(f"key: Invalid value: {_go_quote(key)}: {'; '.join(msgs)}")
     # An empty Go slice from a LabelSelector object is nil, which JSON shows as null.
     shown = (
@@ -298,7 +210,7 @@ def _requirement_errors(key: str, op: Operator, values: Sequence[str]) -> list[s
                 detail = "for 'Gt', 'Lt' operators, the value must be an integer"
                 errs.append(f"values[{i}]: Invalid value: {_go_quote(v)}: {detail}")
     for i, v in enumerate(values):
-        if msgs := label_value_errors(v):
+        if msgs := formats.label_value(v):
             errs.append(f"values[{i}][{key}]: Invalid value: {_go_quote(v)}: {'; '.join(msgs)}")
     return errs
 
@@ -518,7 +430,7 @@ class _Parser:
             tok, lit = self.next()
         if tok is not _Tok.IDENT:
             raise _RequirementError(f"found '{lit}', expected: identifier")
-        if msgs := qualified_name_errors(lit):
+        if msgs := formats.qualified_name(lit):
             # "<nil>" is the string of the parser's absent field path, verbatim from Kubernetes.
             raise _RequirementError(f"<nil>: Invalid value: {_go_quote(lit)}: {'; '.join(msgs)}")
         if op is None and self.peek()[0] in (_Tok.EOS, _Tok.COMMA):
@@ -585,26 +497,6 @@ def parse_label_selector(text: str) -> LabelSelector:
 # --- Validating LabelSelector objects inside API objects --------------------------------------
 
 
-def validate_labels(labels: Any, path: str) -> list[FieldError]:
-    """Field errors for a label map (`metadata.labels`, a Service's `spec.selector`).
-
-    As Kubernetes' ValidateLabels, errors for keys and values alike point at `path` itself.
-    """
-    if labels is None:
-        return []
-    where = Path(path)
-    if not isinstance(labels, Mapping):
-        return [field.type_invalid(where, labels, "must be an object")]
-    errs: list[FieldError] = []
-    for key, value in labels.items():
-        errs.extend(field.invalid(where, key, m) for m in qualified_name_errors(key))
-        if not isinstance(value, str):
-            errs.append(field.type_invalid(where, value, "must be a string"))
-        else:
-            errs.extend(field.invalid(where, value, m) for m in label_value_errors(value))
-    return errs
-
-
 def validate_label_selector(sel: Any, path: str) -> list[FieldError]:
     """Field errors for a `LabelSelector` object at `path` (e.g. `spec.selector`).
 
@@ -653,13 +545,13 @@ def validate_label_selector(sel: Any, path: str) -> list[FieldError]:
         if not isinstance(key, str):
             errs.append(field.type_invalid(at.child("key"), key, "must be a string"))
         else:
-            errs.extend(field.invalid(at.child("key"), key, m) for m in qualified_name_errors(key))
+            errs.extend(field.invalid(at.child("key"), key, m) for m in formats.qualified_name(key))
         for j, value in enumerate(values):
             vpath = at.child("values").index(j)
             if not isinstance(value, str):
                 errs.append(field.type_invalid(vpath, value, "must be a string"))
             else:
-                errs.extend(field.invalid(vpath, value, m) for m in label_value_errors(value))
+                errs.extend(field.invalid(vpath, value, m) for m in formats.label_value(value))
     return errs
 
 

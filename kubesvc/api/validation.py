@@ -532,7 +532,7 @@ def validate_service(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Err
     headless = _cluster_ips(spec, svc_type, errs)
     _ip_families(spec, svc_type, errs)
     _service_ports(spec, svc_type, headless, errs)
-    validate_labels(spec.get("selector"), spec_path.child("selector"), errs)
+    errs.extend(validate_labels(spec.get("selector"), spec_path.child("selector")))
 
     external_name = shape.string(spec.get("externalName"), spec_path.child("externalName"), errs)
     if svc_type == "ExternalName":

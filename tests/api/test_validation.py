@@ -40,8 +40,8 @@ SERVICE_ROWS: list[Row] = [
     ("metadata.namespace", "Bad_NS", "metadata.namespace", INVALID),
     ("metadata.labels", {"app": "ok", "example.com/tier": "web"}, None, None),
     ("metadata.labels", {"bad key!": "x"}, "metadata.labels", INVALID),
-    ("metadata.labels", {"app": "-bad"}, "metadata.labels[app]", INVALID),
-    ("metadata.labels", {"app": 5}, "metadata.labels[app]", TYPE_INVALID),
+    ("metadata.labels", {"app": "-bad"}, "metadata.labels", INVALID),
+    ("metadata.labels", {"app": 5}, "metadata.labels", TYPE_INVALID),
     ("metadata.annotations", {"note": "x" * 1000}, None, None),
     ("metadata.annotations", {"note": "x" * (256 * 1024)}, "metadata.annotations", TOO_LONG),
     # port names: the seed's examples
@@ -116,7 +116,7 @@ SERVICE_ROWS: list[Row] = [
     ),
     # selector keys and values are label keys and values
     ("spec.selector", {"app": "my_app.v1"}, None, None),
-    ("spec.selector", {"app": "my app"}, "spec.selector[app]", INVALID),
+    ("spec.selector", {"app": "my app"}, "spec.selector", INVALID),
     # externalIPs
     ("spec.externalIPs", ["192.0.2.10"], None, None),
     ("spec.externalIPs", ["0.0.0.0"], "spec.externalIPs[0]", INVALID),
