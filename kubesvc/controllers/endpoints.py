@@ -1,0 +1,183 @@
+"""The Endpoints controller: keeps each selector Service's Endpoints equal to its backing pods.
+
+Level-triggered: any change to a Service, to a pod its selector could match,
+or to the Endpoints object itself queues the Service; `sync` computes the
+whole desired Endpoints and writes it only when it differs from what is
+stored. Services without a selector are left alone: their Endpoints are the
+user's (the seed's selector-less Service).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubesvc.api.errors import StatusError
+from kubesvc.client.http import Client
+from kubesvc.client.informer import Informer, object_key
+from kubesvc.controllers import backends
+from kubesvc.controllers.base import Controller, record_event, rfc3339
+from kubesvc.controllers.index import PodLabelIndex, ServiceSelectorIndex
+
+Obj = dict[str, Any]
+COMPONENT = "endpoint-controller"
+
+
+class EndpointsController(Controller):
+    name = "endpoints"
+
+    def __init__(
+        self,
+        client: Client,
+        services: Informer,
+        pods: Informer,
+        endpoints: Informer,
+        *,
+        workers: int = 4,
+    ) -> None:
+        super().__init__(client, workers=workers)
+        self.services = services
+        self.pods = pods
+        self.endpoints = endpoints
+        self.index = ServiceSelectorIndex()
+        self.pod_index = PodLabelIndex()
+        # The newest change that made each queued Service need a sync (for the trigger-time annotation).
+        self._trigger_times: dict[str, float] = {}
+        services.add_handler(self._on_service)
+        pods.add_handler(self._on_pod)
+        endpoints.add_handler(self._on_endpoints)
+
+    def _queue(self, key: str) -> None:
+        self._trigger_times[key] = time.time()
+        self.queue.add(key)
+
+    def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        if new is None:
+            assert old is not None
+            self.index.remove(object_key(old))
+            self._queue(object_key(old))
+            return
+        self.index.update(new)
+        if kind != "SYNC":
+            self._queue(object_key(new))
+        else:
+            self.queue.add(object_key(new))
+
+    def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        if kind == "SYNC":
+            return
+        if new is None:
+            assert old is not None
+            self.pod_index.remove(object_key(old))
+        else:
+            self.pod_index.update(new)
+        if old is not None and new is not None and not _pod_change_matters(old, new):
+            return
+        keys: set[str] = set()
+        for pod in (old, new):
+            if pod is not None:
+                keys |= self.index.candidates(pod)
+        for key in keys:
+            self._queue(key)
+
+    def _on_endpoints(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        # Someone else changed (or deleted) an Endpoints we manage: put it right.
+        obj = new or old
+        assert obj is not None
+        key = object_key(obj)
+        if self.services.get(key) is not None:
+            self.queue.add(key)
+
+    async def sync(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        service = self.services.get(key)
+        current = self.endpoints.get(key)
+        trigger = self._trigger_times.pop(key, None)
+        if service is None:
+            if current is not None and _managed_by_us(current):
+                try:
+                    await self.client.delete("Endpoints", name, namespace)
+                except StatusError as err:
+                    if err.code != 404:
+                        raise
+            return
+        selector = backends.service_selector(service)
+        if selector is None:
+            return  # the user's Endpoints: not ours to touch
+        pods = [
+            pod
+            for pod_key in self.pod_index.selected(namespace, service["spec"]["selector"])
+            if (pod := self.pods.get(pod_key)) is not None
+        ]
+        subsets = backends.endpoints_subsets(service, backends.backends_for(service, pods))
+        labels = dict(service["metadata"].get("labels") or {})
+        if backends.is_headless(service):
+            labels[backends.HEADLESS_LABEL] = ""
+        if (
+            current is not None
+            and current.get("subsets", []) == subsets
+            and (current["metadata"].get("labels") or {}) == labels
+        ):
+            return
+        annotations = dict((current or {}).get("metadata", {}).get("annotations") or {})
+        annotations[backends.TRIGGER_TIME_ANNOTATION] = rfc3339(trigger, nanos=True)
+        desired: Obj = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": annotations,
+            },
+            "subsets": subsets,
+        }
+        try:
+            if current is None:
+                await self.client.create(desired, field_manager=COMPONENT)
+            else:
+                desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                await self.client.update(desired, field_manager=COMPONENT)
+        except StatusError:
+            # A lost race or a stale cache: the retry recomputes from the informers' newer view.
+            self._trigger_times.setdefault(key, trigger or time.time())
+            raise
+
+    async def on_failure(self, key: str, err: Exception, attempts: int) -> None:
+        service = self.services.get(key)
+        if service is not None and attempts in (
+            3,
+            10,
+        ):  # say so when it persists, not on every race
+            await record_event(
+                self.client,
+                service,
+                "Warning",
+                "FailedToUpdateEndpoint",
+                f"Failed to update endpoint {key}: {err}",
+                COMPONENT,
+            )
+
+
+def _managed_by_us(endpoints: Obj) -> bool:
+    # Endpoints we wrote carry the trigger-time annotation; a user's hand-written ones do not.
+    annotations = endpoints["metadata"].get("annotations") or {}
+    return backends.TRIGGER_TIME_ANNOTATION in annotations
+
+
+def _pod_change_matters(old: Obj, new: Obj) -> bool:
+    """Only changes that can move a pod in or out of Endpoints queue work."""
+
+    def view(pod: Obj) -> tuple[Any, ...]:
+        status = pod.get("status") or {}
+        return (
+            pod["metadata"].get("labels"),
+            pod["metadata"].get("deletionTimestamp"),
+            status.get("podIP"),
+            status.get("phase"),
+            backends.pod_is_ready(pod),
+            (pod.get("spec") or {}).get("nodeName"),
+            (pod.get("spec") or {}).get("hostname"),
+        )
+
+    return view(old) != view(new)
