@@ -41,7 +41,7 @@ JSON = "application/json"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
-_USER_KEY = web.AppKey("user", User)
+_USER_KEY = web.RequestKey("user", User)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
