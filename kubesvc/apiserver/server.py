@@ -424,8 +424,6 @@ class APIServer:
     async def _watch(
         self, request: web.Request, target: Target, query: dict[str, str]
     ) -> web.StreamResponse:
-        if self.open_watches >= self.max_watches:
-            raise errors.too_many_requests(f"too many open watches (limit {self.max_watches})")
         opts = self._list_options(target, query)
         timeout_text = query.get("timeoutSeconds")
         try:
@@ -434,14 +432,45 @@ class APIServer:
         except ValueError:
             raise errors.bad_request(f"timeoutSeconds: invalid value {timeout_text!r}") from None
         bookmarks = _flag(query.get("allowWatchBookmarks"))
-        events = await self.rest.watch(
-            target.resource, target.namespace, opts, query.get("resourceVersion"), bookmarks
-        )
-        as_table = _wants_table(request)
-        include = query.get("includeObject", "Metadata")
+        if self.open_watches >= self.max_watches:
+            raise errors.too_many_requests(f"too many open watches (limit {self.max_watches})")
+        # Take the slot before the first await, so concurrent requests cannot all pass the check.
+        self.open_watches += 1
+        try:
+            return await self._stream_watch(request, target, query, opts, timeout_s, bookmarks)
+        finally:
+            self.open_watches -= 1
+
+    async def _stream_watch(
+        self,
+        request: web.Request,
+        target: Target,
+        query: dict[str, str],
+        opts: ListOptions,
+        timeout_s: float,
+        bookmarks: bool,
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
-        self.open_watches += 1
+
+        async def send(kind: str, obj: dict[str, Any]) -> None:
+            line = json.dumps({"type": kind, "object": obj}, separators=(",", ":"))
+            await response.write(line.encode() + b"\n")
+
+        try:
+            events = await self.rest.watch(
+                target.resource, target.namespace, opts, query.get("resourceVersion"), bookmarks
+            )
+        except StatusError as err:
+            if err.code != 410:
+                raise
+            # Kubernetes answers a too-old version with 200 and the Status as the one event.
+            await response.prepare(request)
+            await send("ERROR", err.status())
+            await response.write_eof()
+            return response
+        as_table = _wants_table(request)
+        include = query.get("includeObject", "Metadata")
         try:
             await response.prepare(request)
             try:
@@ -455,23 +484,13 @@ class APIServer:
                             if not first:
                                 obj["columnDefinitions"] = []
                             first = False
-                        await response.write(
-                            json.dumps(
-                                {"type": kind, "object": obj}, separators=(",", ":")
-                            ).encode()
-                            + b"\n"
-                        )
+                        await send(kind, obj)
             except TimeoutError:
                 pass
             except StatusError as err:
-                await response.write(
-                    json.dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n"
-                )
+                await send("ERROR", err.status())
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
         finally:
-            self.open_watches -= 1
             await events.aclose()
         return response
 
