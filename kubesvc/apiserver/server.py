@@ -341,15 +341,16 @@ class APIServer:
         if method == "PUT":
             self._authorise(request, "update", target)
             body = await self._decode_body(request, target)
+            opts = self._write_options(query)
             obj, created = await self.rest.update(
                 target.resource,
                 target.namespace,
                 target.name,
                 body,
-                self._write_options(query),
+                opts,
                 target.subresource,
             )
-            return _json_response(obj, 201 if created else 200)
+            return _json_response(obj, 201 if created else 200, _warning_headers(opts))
         if method == "PATCH":
             self._authorise(request, "patch", target)
             return await self._patch(request, target, query)
@@ -547,10 +548,9 @@ class APIServer:
         self, request: web.Request, target: Target, query: dict[str, str]
     ) -> web.Response:
         body = await self._decode_body(request, target)
-        obj = await self.rest.create(
-            target.resource, target.namespace, body, self._write_options(query)
-        )
-        return _json_response(obj, 201)
+        opts = self._write_options(query)
+        obj = await self.rest.create(target.resource, target.namespace, body, opts)
+        return _json_response(obj, 201, _warning_headers(opts))
 
     async def _patch(
         self, request: web.Request, target: Target, query: dict[str, str]
@@ -569,7 +569,7 @@ class APIServer:
             opts,
             target.subresource,
         )
-        return _json_response(obj, 201 if created else 200)
+        return _json_response(obj, 201 if created else 200, _warning_headers(opts))
 
     async def _delete(
         self, request: web.Request, target: Target, query: dict[str, str]
@@ -595,6 +595,14 @@ class APIServer:
             dry_run,
         )
         return _json_response(obj)
+
+
+def _warning_headers(opts: WriteOptions) -> dict[str, str] | None:
+    if not opts.warnings:
+        return None
+    # warn-code 299 ("miscellaneous persistent warning"), as Kubernetes sends them.
+    texts = [json.dumps(w) for w in dict.fromkeys(opts.warnings)]
+    return {"Warning": ", ".join(f"299 - {t}" for t in texts)}
 
 
 def _now() -> datetime:

@@ -6,6 +6,7 @@ import http.client
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -339,3 +340,29 @@ def test_unknown_paths_and_methods_get_status(cluster: Cluster) -> None:
     status, body, _ = cluster.request("PUT", SVC_PATH, service("x"))
     assert status == 405
     assert_status(body, 405, "MethodNotAllowed")
+
+
+def test_field_validation_strict_warn_ignore(cluster: Cluster) -> None:
+    body = service("fv-strict")
+    body["spec"]["foo"] = 1
+    status, err, _ = cluster.request("POST", f"{SVC_PATH}?fieldValidation=Strict", body)
+    assert status == 400
+    assert_status(err, 400, "BadRequest")
+    assert err["message"] == 'strict decoding error: unknown field "spec.foo"'
+    body["metadata"]["name"] = "fv-warn"
+    status, created, headers = cluster.request("POST", f"{SVC_PATH}?fieldValidation=Warn", body)
+    assert status == 201 and "foo" not in created["spec"]
+    assert headers.get("Warning") == '299 - "unknown field \\"spec.foo\\""'
+    body["metadata"]["name"] = "fv-ignore"
+    status, created, headers = cluster.request("POST", f"{SVC_PATH}?fieldValidation=Ignore", body)
+    assert status == 201 and "foo" not in created["spec"] and "Warning" not in headers
+
+
+def test_kubectl_create_refuses_unknown_fields(cluster: Cluster, tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: typo\nspec:\n  portz:\n  - port: 80\n  ports:\n  - port: 80\n"
+    )
+    result = cluster.kubectl("create", "-f", str(manifest), check=False)
+    assert result.returncode != 0
+    assert 'unknown field "spec.portz"' in result.stderr
