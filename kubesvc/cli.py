@@ -12,11 +12,15 @@ import sys
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from kubesvc.allocator import ranges
 from kubesvc.api import defaults, validation
+
+if TYPE_CHECKING:
+    from kubesvc.apiserver.app import APIServerConfig
 
 
 class CLIError(Exception):
@@ -106,13 +110,9 @@ async def _serve_until_signalled(args: argparse.Namespace, announce: bool) -> No
     import asyncio
     import signal
 
-    from kubesvc.apiserver.app import APIServerConfig, start_apiserver
+    from kubesvc.apiserver.app import start_apiserver
 
-    config = APIServerConfig(
-        data_dir=Path(args.data_dir).expanduser().resolve(),
-        bind_address=args.bind_address,
-        port=args.api_port,
-    )
+    config = _apiserver_config(args)
     try:
         running = await start_apiserver(config)
     except OSError as err:
@@ -140,6 +140,35 @@ async def _serve_until_signalled(args: argparse.Namespace, announce: bool) -> No
         print("kubesvc stopped", flush=True)
 
 
+def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
+    """The API server's config from the flags; a bad range is one CLIError line."""
+    from kubesvc.apiserver.app import APIServerConfig
+
+    try:
+        service_cidr = ranges.parse_service_cidr(args.service_cidr)
+        node_ports = ranges.parse_port_range(args.service_node_port_range)
+        pod_cidr = ranges.parse_pod_cidr(args.pod_cidr)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if service_cidr.network.overlaps(pod_cidr):
+        raise CLIError(
+            f"--service-cidr {service_cidr} overlaps --pod-cidr {pod_cidr}: "
+            "ClusterIPs and pod addresses must not mix"
+        )
+    if not args.repair_interval > 0:
+        raise CLIError(f"--repair-interval {args.repair_interval}: must be more than 0 seconds")
+    return APIServerConfig(
+        data_dir=Path(args.data_dir).expanduser().resolve(),
+        bind_address=args.bind_address,
+        port=args.api_port,
+        service_cidr=service_cidr,
+        node_port_range=node_ports,
+        pod_cidr=pod_cidr,
+        repair_interval=args.repair_interval,
+        kubernetes_service=True,
+    )
+
+
 def _run_async(args: argparse.Namespace, announce: bool) -> int:
     import asyncio
 
@@ -155,11 +184,13 @@ def _run_async(args: argparse.Namespace, announce: bool) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run every part of kubesvc in this process, in the foreground."""
+    _apiserver_config(args)  # bad flags fail here, before anything starts
     return _run_async(args, announce=True)
 
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
     """Run the API server alone."""
+    _apiserver_config(args)
     return _run_async(args, announce=True)
 
 
@@ -226,6 +257,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--bind-address",
             default="127.0.0.1",
             help="address the API listens on (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--service-cidr",
+            default=ranges.DEFAULT_SERVICE_CIDR,
+            help="IPv4 range ClusterIPs come from; the first address is the `kubernetes` "
+            "Service's (default: %(default)s, loopback for host mode)",
+        )
+        sub.add_argument(
+            "--service-node-port-range",
+            default=ranges.DEFAULT_NODE_PORT_RANGE,
+            help="ports NodePort and LoadBalancer Services get (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--pod-cidr",
+            default=ranges.DEFAULT_POD_CIDR,
+            help="pod address range; if loopback (host mode), endpoints there are accepted "
+            "(default: %(default)s)",
+        )
+        sub.add_argument(
+            "--repair-interval",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="how often allocations are reconciled with Services (default: %(default)s)",
         )
         sub.set_defaults(func=func)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.allocator.records import endpoint_addresses
+from kubesvc.allocator.service import ServiceAllocator
 from kubesvc.api import errors, selectors, validation
 from kubesvc.api.errors import StatusError
 from kubesvc.apiserver import openapi
@@ -26,6 +29,7 @@ from kubesvc.storage.interface import EventType, Store, resource_version_of, sam
 Obj = dict[str, Any]
 
 NAMESPACES = BY_KIND["Namespace"]
+SERVICES = BY_KIND["Service"]
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 PATCH_MERGE = "application/merge-patch+json"
@@ -64,8 +68,17 @@ class Preconditions:
 
 @dataclass
 class Rest:
+    """The verbs over `store`.
+
+    `context` gives validation its cluster facts (the pod range); with an
+    `allocator`, Services get ClusterIPs and node ports in the same transaction
+    as their writes, and Endpoints may not point at a Service's ClusterIP.
+    Without one (tests of the bare verbs), Services are stored as given.
+    """
+
     store: Store
     context: Callable[[], validation.Context] = field(default=lambda: validation.DEFAULT_CONTEXT)
+    allocator: ServiceAllocator | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -115,6 +128,23 @@ class Rest:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         name = meta.get("name") if isinstance(meta.get("name"), str) else ""
         return errors.invalid(resource.kind, name, errs, resource.group or None)
+
+    def _allocates(self, resource: Resource) -> ServiceAllocator | None:
+        return self.allocator if resource is SERVICES else None
+
+    async def _context_for(self, obj: Obj) -> validation.Context:
+        """Validation's context for `obj`: for endpoints, who holds each address as a ClusterIP.
+
+        Validation is synchronous; the owners are read from the allocation
+        records first, so the check costs one point read per distinct address.
+        """
+        ctx = self.context()
+        if self.allocator is None or obj.get("kind") not in ("Endpoints", "EndpointSlice"):
+            return ctx
+        owners = await self.allocator.ip_owners(endpoint_addresses(obj))
+        if not owners:
+            return ctx
+        return dataclasses.replace(ctx, cluster_ip_owner=owners.get)
 
     # -------------------------------------------------------------------- reads
 
@@ -242,19 +272,24 @@ class Rest:
         await self.ensure_namespace(resource, namespace)
         strategy.prepare_for_create(obj, namespace)
         strategy.default(obj)
-        errs = strategy.validate(obj, self.context())
+        errs = strategy.validate(obj, await self._context_for(obj))
         if errs:
             raise self._invalid(resource, obj, errs)
         self._track(None, obj, opts, "Update")
         name = obj["metadata"]["name"]
+        key = resource.key(namespace, name)
+        allocator = self._allocates(resource)
         if opts.dry_run:
             try:
-                await self.store.get(resource.key(namespace, name))
+                await self.store.get(key)
             except store_errors.KeyNotFound:
-                return obj
+                # A dry run shows the values a create would pick, and holds none.
+                return await allocator.create(key, obj, dry_run=True) if allocator else obj
             raise errors.already_exists(resource.plural, name, resource.group or None)
         async with self._translated(resource, name):
-            return await self.store.create(resource.key(namespace, name), obj)
+            if allocator is not None:
+                return await allocator.create(key, obj)
+            return await self.store.create(key, obj)
 
     async def update(
         self,
@@ -286,14 +321,14 @@ class Rest:
             raise errors.not_found(resource.plural, name, resource.group or None) from None
         wanted_rv = meta.get("resourceVersion") or None
 
-        def change(current: Obj) -> Obj:
-            return self._updated(
+        async def change(current: Obj) -> Obj:
+            return await self._updated(
                 strategy, current, copy.deepcopy(body), wanted_rv, opts, subresource
             )
 
         return await self._write(resource, key, name, change, opts), False
 
-    def _updated(
+    async def _updated(
         self,
         strategy: Strategy,
         current: Obj,
@@ -311,7 +346,7 @@ class Rest:
             new["metadata"].setdefault("name", name)
         new = strategy.prepare_for_update(new, current, subresource)
         strategy.default(new)
-        errs = strategy.validate_update(new, current, self.context())
+        errs = strategy.validate_update(new, current, await self._context_for(new))
         if errs:
             raise self._invalid(resource, new, errs)
         self._track(current, new, opts, "Update")
@@ -324,23 +359,25 @@ class Rest:
         resource: Resource,
         key: str,
         name: str,
-        change: Callable[[Obj], Obj],
+        change: Callable[[Obj], Awaitable[Obj]],
         opts: WriteOptions,
     ) -> Obj:
         """Read, change, write with the read's version; retry on a lost race; no write if unchanged."""
-        if opts.dry_run:
-            async with self._translated(resource, name):
-                current = await self.store.get(key)
-            return change(current)
+        allocator = self._allocates(resource)
 
-        def guarded(current: Obj) -> Obj:
-            new = change(current)
+        async def guarded(current: Obj) -> Obj:
+            new = await change(current)
             # A write that changes nothing but managedFields timestamps is no write at all.
             if _same_ignoring_managed_times(new, current):
                 return current
             return new
 
         async with self._translated(resource, name):
+            if allocator is not None:
+                # The Service write and its allocation changes are one transaction.
+                return await allocator.update(key, guarded, dry_run=opts.dry_run)
+            if opts.dry_run:
+                return await change(await self.store.get(key))
             return await self.store.guaranteed_update(key, guarded)
 
     async def patch(
@@ -375,7 +412,7 @@ class Rest:
                 obj.setdefault("metadata", {})["name"] = name
                 return await self._create_applied(resource, namespace, obj, opts), True
 
-        def change(current: Obj) -> Obj:
+        async def change(current: Obj) -> Obj:
             wanted_rv = None
             if patch_type == PATCH_JSON:
                 new = patch.json_patch(current, patch_body)
@@ -403,7 +440,7 @@ class Rest:
             applied_opts = (
                 opts if patch_type != PATCH_APPLY else WriteOptions(opts.dry_run, "", opts.force)
             )
-            return self._updated(strategy, current, new, wanted_rv, applied_opts, subresource)
+            return await self._updated(strategy, current, new, wanted_rv, applied_opts, subresource)
 
         return await self._write(resource, key, name, change, opts), False
 
@@ -466,7 +503,13 @@ class Rest:
             return current
         if resource is NAMESPACES:
             await self._empty_namespace(name)
+        allocator = self._allocates(resource)
         async with self._translated(resource, name):
+            if allocator is not None:
+                # The Service and its allocation records go in one transaction.
+                return await allocator.delete(
+                    key, current, expected if expected is not None else resource_version_of(current)
+                )
             return await self.store.delete(
                 key, expected_rv=expected if expected is not None else resource_version_of(current)
             )
@@ -477,9 +520,14 @@ class Rest:
             if not resource.namespaced:
                 continue
             listed = await self.store.list(resource.key_prefix(namespace))
+            allocator = self._allocates(resource)
             for obj in listed.items:
+                key = resource.key(namespace, obj["metadata"]["name"])
                 with suppress(store_errors.KeyNotFound):
-                    await self.store.delete(resource.key(namespace, obj["metadata"]["name"]))
+                    if allocator is not None:
+                        await allocator.delete(key, obj, None)  # releases its values too
+                    else:
+                        await self.store.delete(key)
 
     async def delete_collection(
         self, resource: Resource, namespace: str | None, opts: ListOptions, dry_run: bool

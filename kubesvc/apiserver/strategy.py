@@ -105,6 +105,7 @@ class Strategy:
             new["status"] = copy.deepcopy(old.get("status", {}))
         if self.kind == "Service":
             _keep_allocations(new, old)
+            _drop_type_dependent_fields(new, old)
         if self._spec_changed(new, old) and isinstance(meta, dict):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return new
@@ -151,6 +152,56 @@ def _keep_allocations(new: Obj, old: Obj) -> None:
                 key = (port.get("protocol", "TCP"), port.get("port"))
                 if key in old_node_ports:
                     port["nodePort"] = old_node_ports[key]
+
+
+def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
+    return spec.get("type", "ClusterIP") != "ExternalName"
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    return spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _node_ports(spec: dict[str, Any]) -> list[Any]:
+    return [p.get("nodePort") for p in spec.get("ports") or [] if isinstance(p, dict)]
+
+
+def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """A type change clears what the new type cannot have, if the user left it as it was.
+
+    As Kubernetes does: `kubectl patch -p '{"spec":{"type":"ExternalName",...}}'`
+    carries the old clusterIP along; dropping it (the allocator then releases
+    it) makes the change work. A value the user changed in the same request is
+    kept, so validation can tell them it is not allowed.
+    """
+    new_spec, old_spec = new.get("spec"), old.get("spec")
+    if not isinstance(new_spec, dict) or not isinstance(old_spec, dict):
+        return
+    if _needs_cluster_ip(old_spec) and not _needs_cluster_ip(new_spec):
+        if new_spec.get("clusterIP") == old_spec.get("clusterIP") and new_spec.get(
+            "clusterIPs"
+        ) in (None, old_spec.get("clusterIPs")):
+            new_spec.pop("clusterIP", None)
+            new_spec.pop("clusterIPs", None)
+        for key in ("ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
+            if key in new_spec and new_spec.get(key) == old_spec.get(key):
+                del new_spec[key]
+    if (
+        _needs_node_ports(old_spec)
+        and not _needs_node_ports(new_spec)
+        and _node_ports(new_spec) == _node_ports(old_spec)
+    ):
+        for port in new_spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
+    if old_spec.get("type") == "LoadBalancer" and new_spec.get("type") != "LoadBalancer":
+        for key in ("allocateLoadBalancerNodePorts", "healthCheckNodePort", "loadBalancerClass"):
+            if key in new_spec and new_spec.get(key) == old_spec.get(key):
+                del new_spec[key]
+    if not _needs_node_ports(new_spec) and new_spec.get("externalTrafficPolicy") == old_spec.get(
+        "externalTrafficPolicy"
+    ):
+        new_spec.pop("externalTrafficPolicy", None)
 
 
 STRATEGIES: dict[str, Strategy] = {}
