@@ -51,6 +51,16 @@ class Backend:
     pod_uid: str
     node_name: str | None
     hostname: str | None
+    # Every IP of the pod (status.podIPs), so slices of each address family find theirs.
+    ips: tuple[str, ...] = ()
+
+    def ip_of_family(self, address_type: str) -> str | None:
+        """The pod's IP of `address_type` ("IPv4" or "IPv6"), or None when it has none."""
+        want_v6 = address_type == "IPv6"
+        for ip in self.ips or (self.ip,):
+            if (":" in ip) == want_v6:
+                return ip
+        return None
 
     def target_ref(self) -> Obj:
         return {
@@ -101,8 +111,27 @@ def resolve_ports(service: Obj, pod: Obj) -> tuple[EndpointPort, ...]:
     return tuple(out)
 
 
-def backends_for(service: Obj, pods: list[Obj]) -> list[Backend]:
-    """The pods that back `service` (already filtered by selector and namespace), sorted by IP."""
+def _pod_ips(status: Obj, primary: str) -> tuple[str, ...]:
+    ips = [
+        entry["ip"]
+        for entry in status.get("podIPs") or []
+        if isinstance(entry, dict) and isinstance(entry.get("ip"), str) and entry["ip"]
+    ]
+    if primary not in ips:
+        ips.insert(0, primary)
+    return tuple(ips)
+
+
+def backends_for(
+    service: Obj, pods: list[Obj], *, include_terminating: bool = False
+) -> list[Backend]:
+    """The pods that back `service` (already filtered by selector and namespace), sorted by IP.
+
+    Terminating pods are left out unless `publishNotReadyAddresses` is set, as the
+    Endpoints controller does; `include_terminating` keeps them (not ready, unless
+    publishNotReadyAddresses) for EndpointSlices, whose `serving`/`terminating`
+    conditions describe them.
+    """
     spec = service.get("spec") or {}
     publish_not_ready = bool(spec.get("publishNotReadyAddresses"))
     service_name = service["metadata"]["name"]
@@ -114,7 +143,7 @@ def backends_for(service: Obj, pods: list[Obj]) -> list[Backend]:
             continue
         meta = pod["metadata"]
         terminating = bool(meta.get("deletionTimestamp"))
-        if terminating and not publish_not_ready:
+        if terminating and not (publish_not_ready or include_terminating):
             continue
         serving = pod_is_ready(pod)
         pod_spec = pod.get("spec") or {}
@@ -131,6 +160,7 @@ def backends_for(service: Obj, pods: list[Obj]) -> list[Backend]:
                 pod_uid=meta.get("uid", ""),
                 node_name=pod_spec.get("nodeName") or None,
                 hostname=hostname or None,
+                ips=_pod_ips(status, ip),
             )
         )
     out.sort(key=lambda b: (b.ip, b.pod_name))

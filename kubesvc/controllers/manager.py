@@ -11,6 +11,9 @@ from kubesvc.client.informer import Informer
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.controllers.base import Controller
 from kubesvc.controllers.endpoints import EndpointsController
+from kubesvc.controllers.endpointslice import EndpointSliceController
+from kubesvc.controllers.mirroring import EndpointSliceMirroringController
+from kubesvc.controllers.slices import DEFAULT_MAX_ENDPOINTS_PER_SLICE
 
 # Informers list everything again this often, so a missed event cannot leave
 # Endpoints wrong for long (the controllers are level-triggered).
@@ -21,6 +24,7 @@ RESYNC_S = 300.0
 class ControllerManager:
     access: ClusterAccess
     workers: int = 4
+    max_endpoints_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE
     client: Client = field(init=False)
     informers: dict[str, Informer] = field(init=False, default_factory=dict)
     controllers: list[Controller] = field(init=False, default_factory=list)
@@ -42,10 +46,28 @@ class ControllerManager:
                 self.informer("Endpoints"),
                 workers=self.workers,
             ),
+            EndpointSliceController(
+                self.client,
+                self.informer("Service"),
+                self.informer("Pod"),
+                self.informer("EndpointSlice"),
+                max_endpoints_per_slice=self.max_endpoints_per_slice,
+                workers=self.workers,
+            ),
+            EndpointSliceMirroringController(
+                self.client,
+                self.informer("Service"),
+                self.informer("Endpoints"),
+                self.informer("EndpointSlice"),
+                max_endpoints_per_slice=self.max_endpoints_per_slice,
+                # Selector-less Services are few: two workers keep up.
+                workers=min(2, self.workers),
+            ),
         ]
         for informer in self.informers.values():
             informer.start()
-        # Work from a complete picture: a sync before every cache is filled would delete good Endpoints.
+        # Work from a complete picture: a sync before every cache is filled would delete good
+        # Endpoints, or create slices that already exist.
         await asyncio.gather(*(i.wait_synced(sync_timeout_s) for i in self.informers.values()))
         for controller in self.controllers:
             controller.start()
