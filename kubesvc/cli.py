@@ -1,15 +1,18 @@
 """The `kubesvc` command.
 
-Only commands that exist and work are registered; each later part of the
-system (API server, proxy, DNS, node agent) adds its own subcommand here.
+Only commands that exist and work are registered. Long-running commands
+share one runner: start the parts, wait for SIGINT/SIGTERM, stop them in
+reverse order.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,9 @@ from kubesvc.allocator import ranges
 from kubesvc.api import defaults, validation
 
 if TYPE_CHECKING:
-    from kubesvc.apiserver.app import APIServerConfig
+    from kubesvc.apiserver.app import APIServerConfig, RunningAPIServer
+    from kubesvc.client.kubeconfig import ClusterAccess
+    from kubesvc.controllers.manager import ControllerManager
 
 
 class CLIError(Exception):
@@ -106,40 +111,6 @@ def _default_data_dir() -> str:
     return str(Path.home() / ".local" / "share" / "kubesvc")
 
 
-async def _serve_until_signalled(args: argparse.Namespace, announce: bool) -> None:
-    import asyncio
-    import signal
-
-    from kubesvc.apiserver.app import start_apiserver
-
-    config = _apiserver_config(args)
-    try:
-        running = await start_apiserver(config)
-    except OSError as err:
-        raise CLIError(
-            f"cannot serve on {args.bind_address}:{args.api_port}: {err.strerror or err}"
-        ) from err
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if announce:
-        kubeconfig = running.kubeconfig
-        print(
-            f"kubesvc is up (stop with Ctrl-C)\n"
-            f"  API server:  {running.url}\n"
-            f"  kubeconfig:  {kubeconfig}\n"
-            f"  try:         kubectl --kubeconfig {kubeconfig} get namespaces",
-            flush=True,
-        )
-    try:
-        await stop.wait()
-    finally:
-        await running.close()
-    if announce:
-        print("kubesvc stopped", flush=True)
-
-
 def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
     """The API server's config from the flags; a bad range is one CLIError line."""
     from kubesvc.apiserver.app import APIServerConfig
@@ -169,29 +140,127 @@ def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
     )
 
 
-def _run_async(args: argparse.Namespace, announce: bool) -> int:
-    import asyncio
-
+def _run_async(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run `main(stop)` on uvloop (when present) until SIGINT/SIGTERM sets `stop`."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # uvloop is optional: the stdlib loop works, slower
         pass
-    asyncio.run(_serve_until_signalled(args, announce))
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
     return 0
+
+
+async def _start_apiserver(args: argparse.Namespace) -> RunningAPIServer:
+    from kubesvc.apiserver.app import start_apiserver
+
+    try:
+        return await start_apiserver(_apiserver_config(args))
+    except OSError as err:
+        raise CLIError(
+            f"cannot serve on {args.bind_address}:{args.api_port}: {err.strerror or err}"
+        ) from err
+
+
+async def _start_controllers(access: ClusterAccess) -> ControllerManager:
+    from kubesvc.controllers.manager import ControllerManager
+
+    manager = ControllerManager(access)
+    try:
+        await manager.start()
+    except BaseException:
+        await manager.stop()
+        raise
+    return manager
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run every part of kubesvc in this process, in the foreground."""
     _apiserver_config(args)  # bad flags fail here, before anything starts
-    return _run_async(args, announce=True)
+
+    async def main(stop: asyncio.Event) -> None:
+        from kubesvc.client.kubeconfig import load_kubeconfig
+
+        api = await _start_apiserver(args)
+        api.api.ready = False  # /readyz says ready only once every part has synced
+        parts: list[Any] = []
+        try:
+            # The other parts are clients of the API, as they would be in their own processes.
+            access = load_kubeconfig(str(api.kubeconfig))
+            controllers = await _start_controllers(access)
+            parts.append(controllers)
+            api.api.ready_checks.append(lambda: controllers.synced)
+            api.api.ready = True
+            print(
+                f"kubesvc is up (stop with Ctrl-C)\n"
+                f"  API server:   {api.url}\n"
+                f"  controllers:  endpoints, endpointslices, mirroring\n"
+                f"  kubeconfig:   {api.kubeconfig}\n"
+                f"  try:          kubectl --kubeconfig {api.kubeconfig} get services -A",
+                flush=True,
+            )
+            await stop.wait()
+        finally:
+            for part in reversed(parts):
+                await part.stop()
+            await api.close()
+        print("kubesvc stopped", flush=True)
+
+    return _run_async(main)
 
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
     """Run the API server alone."""
     _apiserver_config(args)
-    return _run_async(args, announce=True)
+
+    async def main(stop: asyncio.Event) -> None:
+        api = await _start_apiserver(args)
+        print(f"kubesvc API server on {api.url}; kubeconfig: {api.kubeconfig}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await api.close()
+
+    return _run_async(main)
+
+
+def _cluster_access(args: argparse.Namespace) -> ClusterAccess:
+    """The cluster from --kubeconfig or $KUBECONFIG, as kubectl finds it; one line if unusable."""
+    from kubesvc.client.kubeconfig import KubeconfigError, load_kubeconfig
+
+    try:
+        return load_kubeconfig(args.kubeconfig)
+    except KubeconfigError as err:
+        raise CLIError(str(err)) from None
+
+
+def cmd_controllers(args: argparse.Namespace) -> int:
+    """Run the Endpoints, EndpointSlice and mirroring controllers against an API server."""
+    access = _cluster_access(args)
+
+    async def main(stop: asyncio.Event) -> None:
+        from kubesvc.client.http import APIUnavailable
+
+        try:
+            manager = await _start_controllers(access)
+        except (APIUnavailable, TimeoutError) as err:
+            raise CLIError(f"cannot sync with the API server at {access.server}: {err}") from None
+        print(f"kubesvc controllers running against {access.server}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await manager.stop()
+
+    return _run_async(main)
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -237,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "up",
             cmd_up,
-            "run kubesvc in the foreground (the API server, for now) and write a kubeconfig",
+            "run kubesvc in the foreground (API server and controllers) and write a kubeconfig",
         ),
         ("apiserver", cmd_apiserver, "run the Kubernetes-compatible API server alone"),
     ):
@@ -283,6 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="how often allocations are reconciled with Services (default: %(default)s)",
         )
         sub.set_defaults(func=func)
+
+    controllers = commands.add_parser(
+        "controllers",
+        help="run the Endpoints, EndpointSlice and mirroring controllers against an API server",
+        description="Keep Endpoints and EndpointSlices in step with ready pods, for the API "
+        "server named by the kubeconfig (any Kubernetes-compatible API server).",
+    )
+    controllers.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+    )
+    controllers.set_defaults(func=cmd_controllers)
 
     ver = commands.add_parser("version", help="print kubesvc's version")
     ver.set_defaults(func=cmd_version)

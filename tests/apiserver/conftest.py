@@ -96,11 +96,12 @@ class Cluster:
         raise AssertionError("no viewer token")
 
 
-def start_cluster(data_dir: Path) -> Cluster:
+def start_cluster(data_dir: Path, command: str = "apiserver", *extra: str) -> Cluster:
+    """Run `kubesvc <command>` on a fresh port and wait until its API answers /readyz."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "apiserver.log").open("w")
     process = subprocess.Popen(
-        [KUBESVC, "apiserver", "--data-dir", str(data_dir), "--api-port", "0"],
+        [KUBESVC, command, "--data-dir", str(data_dir), "--api-port", "0", *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
