@@ -51,6 +51,7 @@ class APIServerConfig:
     port: int = 6443  # 0: pick a free port
     tokens_file: Path | None = None
     max_watches: int = 1000
+    watch_bookmark_s: float = 5.0  # idle time before a watch with bookmarks gets one
     extra_cert_names: tuple[str, ...] = ()
     service_cidr: ServiceCIDR = field(
         default_factory=lambda: parse_service_cidr(DEFAULT_SERVICE_CIDR)
@@ -231,15 +232,20 @@ async def start_apiserver(config: APIServerConfig, store: Store | None = None) -
         # Kubernetes repairs before serving, so no request allocates from a stale view.
         repair = RepairLoop(store, allocator, config.repair_interval)
         await repair.run_once()
-        api = APIServer(rest, Authenticator(users), max_watches=config.max_watches)
+        api = APIServer(
+            rest,
+            Authenticator(users),
+            max_watches=config.max_watches,
+            watch_bookmark_s=config.watch_bookmark_s,
+        )
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(certs.cert, certs.key)
         # Cancel a handler when its client goes away, so idle watches end with their connection.
-        runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(
-            runner, config.bind_address, config.port, ssl_context=ssl_context, shutdown_timeout=1.0
+        runner = web.AppRunner(
+            api.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
+        await runner.setup()
+        site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=ssl_context)
         await site.start()
         port = int(runner.addresses[0][1])
         if config.kubernetes_service:

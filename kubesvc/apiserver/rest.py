@@ -187,6 +187,7 @@ class Rest:
         opts: ListOptions,
         resource_version: str | None,
         bookmarks: bool,
+        bookmark_interval_s: float = 5.0,
     ) -> AsyncIterator[tuple[str, Obj]]:
         """Watch events as (type, object); the first events replay state when rv is absent or 0."""
         prefix = resource.key_prefix(namespace)
@@ -205,7 +206,7 @@ class Rest:
                 ) from None
         async with self._translated(resource, ""):
             stream = await self.store.watch(
-                prefix, start, bookmark_interval=5.0 if bookmarks else None
+                prefix, start, bookmark_interval=bookmark_interval_s if bookmarks else None
             )
         return self._events(resource, opts, initial, stream, bookmarks)
 
@@ -247,8 +248,12 @@ class Rest:
                 elif now:
                     yield "ADDED", event.object
                 elif before:
-                    # It stopped matching the selector: to this watcher it is gone.
-                    yield "DELETED", event.object
+                    # It stopped matching the selector: to this watcher it is gone, and
+                    # (as Kubernetes does) it gets the last state it was shown, at this version.
+                    assert event.prev_object is not None
+                    last = copy.deepcopy(event.prev_object)
+                    last["metadata"]["resourceVersion"] = str(event.resource_version)
+                    yield "DELETED", last
         except store_errors.Expired as err:
             raise errors.expired(err.requested_rv, err.oldest_rv) from err
         finally:

@@ -460,7 +460,12 @@ class APIServer:
 
         try:
             events = await self.rest.watch(
-                target.resource, target.namespace, opts, query.get("resourceVersion"), bookmarks
+                target.resource,
+                target.namespace,
+                opts,
+                query.get("resourceVersion"),
+                bookmarks,
+                self.watch_bookmark_s,
             )
         except StatusError as err:
             if err.code != 410:

@@ -18,6 +18,7 @@ from kubesvc.client.informer import Informer, object_key
 from kubesvc.controllers import backends
 from kubesvc.controllers.base import Controller, record_event, rfc3339
 from kubesvc.controllers.index import PodLabelIndex, ServiceSelectorIndex
+from kubesvc.controllers.slices import SKIP_MIRROR_LABEL
 
 Obj = dict[str, Any]
 COMPONENT = "endpoint-controller"
@@ -43,6 +44,8 @@ class EndpointsController(Controller):
         self.pod_index = PodLabelIndex()
         # The newest change that made each queued Service need a sync (for the trigger-time annotation).
         self._trigger_times: dict[str, float] = {}
+        # The resourceVersion of our last write per key, to tell our own echoes from others' edits.
+        self._written: dict[str, str] = {}
         services.add_handler(self._on_service)
         pods.add_handler(self._on_pod)
         endpoints.add_handler(self._on_endpoints)
@@ -85,6 +88,8 @@ class EndpointsController(Controller):
         obj = new or old
         assert obj is not None
         key = object_key(obj)
+        if new is not None and self._written.get(key) == new["metadata"].get("resourceVersion"):
+            return  # the echo of our own write: nothing to put right
         if self.services.get(key) is not None:
             self.queue.add(key)
 
@@ -94,6 +99,7 @@ class EndpointsController(Controller):
         current = self.endpoints.get(key)
         trigger = self._trigger_times.pop(key, None)
         if service is None:
+            self._written.pop(key, None)
             if current is not None and _managed_by_us(current):
                 try:
                     await self.client.delete("Endpoints", name, namespace)
@@ -111,6 +117,8 @@ class EndpointsController(Controller):
         ]
         subsets = backends.endpoints_subsets(service, backends.backends_for(service, pods))
         labels = dict(service["metadata"].get("labels") or {})
+        # The EndpointSlice controller writes this Service's slices; mirroring must not.
+        labels[SKIP_MIRROR_LABEL] = "true"
         if backends.is_headless(service):
             labels[backends.HEADLESS_LABEL] = ""
         if (
@@ -134,10 +142,11 @@ class EndpointsController(Controller):
         }
         try:
             if current is None:
-                await self.client.create(desired, field_manager=COMPONENT)
+                written = await self.client.create(desired, field_manager=COMPONENT)
             else:
                 desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                await self.client.update(desired, field_manager=COMPONENT)
+                written = await self.client.update(desired, field_manager=COMPONENT)
+            self._written[key] = written["metadata"]["resourceVersion"]
         except StatusError:
             # A lost race or a stale cache: the retry recomputes from the informers' newer view.
             self._trigger_times.setdefault(key, trigger or time.time())

@@ -175,7 +175,8 @@ async def start(tmp_path: Path) -> AsyncIterator[StartServer]:
         )
         try:
             running = await start_apiserver(
-                APIServerConfig(data_dir, port=0, max_watches=max_watches), store
+                APIServerConfig(data_dir, port=0, max_watches=max_watches, watch_bookmark_s=1.0),
+                store,
             )
         except BaseException:
             await store.close()
@@ -357,12 +358,6 @@ async def test_label_selector_watch_turns_leaving_into_deleted_and_joining_into_
     assert events[1]["object"]["metadata"]["resourceVersion"] == left["metadata"]["resourceVersion"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rest.py _events yields the new object for 'stopped matching'; Kubernetes' "
-    "cacheWatcher.convertToWatchEvent sends the previous object (which matched) "
-    "stamped with the event's resourceVersion",
-)
 async def test_stopped_matching_deleted_carries_the_last_matching_state(server: Server) -> None:
     watch = await server.watch("labelSelector=tier%3Dweb")
     await server.create("x", {"tier": "web"})
@@ -388,8 +383,8 @@ async def test_field_selector_watch_follows_one_object(server: Server) -> None:
 
 
 async def test_bookmarks_only_when_allowed_and_resumable(server: Server) -> None:
-    # The store sends a BOOKMARK after 5 s idle if the version moved (rest.watch
-    # hard-codes 5.0 s), so this test takes about 5 s.
+    # The store sends a BOOKMARK after watch_bookmark_s idle (1 s in these servers)
+    # if the version moved.
     since = await server.current_rv()
     with_bookmarks = await server.watch(f"resourceVersion={since}&allowWatchBookmarks=true")
     without = await server.watch(f"resourceVersion={since}")
@@ -398,7 +393,7 @@ async def test_bookmarks_only_when_allowed_and_resumable(server: Server) -> None
     assert status == 201
     moved_to = ns["metadata"]["resourceVersion"]
     started = time.monotonic()
-    bookmark = await with_bookmarks.next(timeout_s=7.5)
+    bookmark = await with_bookmarks.next(timeout_s=4.0)
     assert time.monotonic() - started < 7.5
     assert bookmark is not None and bookmark["type"] == "BOOKMARK"
     assert bookmark["object"]["kind"] == "Service"
