@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kubesvc.apiserver.app import APIServerConfig, RunningAPIServer
     from kubesvc.client.kubeconfig import ClusterAccess
     from kubesvc.controllers.manager import ControllerManager
+    from kubesvc.dns.server import DNSConfig
 
 
 class CLIError(Exception):
@@ -186,32 +187,45 @@ async def _start_controllers(access: ClusterAccess) -> ControllerManager:
 def cmd_up(args: argparse.Namespace) -> int:
     """Run every part of kubesvc in this process, in the foreground."""
     _apiserver_config(args)  # bad flags fail here, before anything starts
+    dns_config = _dns_config(args)
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.kubeconfig import load_kubeconfig
+        from kubesvc.dns.server import DNSServer
 
         api = await _start_apiserver(args)
         api.api.ready = False  # /readyz says ready only once every part has synced
-        parts: list[Any] = []
+        closers: list[Callable[[], Awaitable[None]]] = []
         try:
             # The other parts are clients of the API, as they would be in their own processes.
             access = load_kubeconfig(str(api.kubeconfig))
             controllers = await _start_controllers(access)
-            parts.append(controllers)
-            api.api.ready_checks.append(lambda: controllers.synced)
+            closers.append(controllers.stop)
+            dns = DNSServer(dns_config, access=access)
+            try:
+                await dns.start()
+            except OSError as err:
+                raise CLIError(
+                    f"cannot serve DNS on {dns_config.address}:{dns_config.port}: {err.strerror or err}"
+                ) from err
+            closers.append(dns.close)
+            await dns.wait_synced()
+            api.api.ready_checks += [lambda: controllers.synced, lambda: dns.synced]
             api.api.ready = True
             print(
                 f"kubesvc is up (stop with Ctrl-C)\n"
                 f"  API server:   {api.url}\n"
                 f"  controllers:  endpoints, endpointslices, mirroring\n"
+                f"  DNS:          {dns_config.address}:{dns.port} (udp, tcp), zone {dns_config.cluster_domain}\n"
                 f"  kubeconfig:   {api.kubeconfig}\n"
-                f"  try:          kubectl --kubeconfig {api.kubeconfig} get services -A",
+                f"  try:          kubectl --kubeconfig {api.kubeconfig} get services -A\n"
+                f"                dig -p {dns.port} @{dns_config.address} kubernetes.default.svc.{dns_config.cluster_domain}",
                 flush=True,
             )
             await stop.wait()
         finally:
-            for part in reversed(parts):
-                await part.stop()
+            for close in reversed(closers):
+                await close()
             await api.close()
         print("kubesvc stopped", flush=True)
 
@@ -263,6 +277,86 @@ def cmd_controllers(args: argparse.Namespace) -> int:
     return _run_async(main)
 
 
+def _dns_config(args: argparse.Namespace) -> DNSConfig:
+    from kubesvc.dns.server import DNSConfig
+
+    if not 0 <= args.dns_port <= 65535:
+        raise CLIError(f"--dns-port {args.dns_port}: must be a port number (0 picks a free one)")
+    if args.dns_ttl < 0:
+        raise CLIError(f"--dns-ttl {args.dns_ttl}: must not be negative")
+    return DNSConfig(
+        address=args.dns_address,
+        port=args.dns_port,
+        cluster_domain=args.cluster_domain.strip(".").lower(),
+        ttl_s=args.dns_ttl,
+        upstreams=tuple(args.upstream or ()),
+        metrics_port=args.dns_metrics_port,
+    )
+
+
+def _add_dns_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dns-port",
+        type=int,
+        default=5353,
+        help="DNS port, UDP and TCP (default: %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--dns-address", default="127.0.0.1", help="address DNS listens on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="the cluster's DNS zone (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dns-ttl",
+        type=int,
+        default=5,
+        help="TTL of cluster records in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="SERVER",
+        help="forward names outside the zone here (1.1.1.1, 127.0.0.1:5300, or /etc/resolv.conf); "
+        "repeatable. Without it they are REFUSED: never an open resolver",
+    )
+    parser.add_argument(
+        "--dns-metrics-port",
+        type=int,
+        default=0,
+        help="Prometheus /metrics and /readyz port for DNS (default: off)",
+    )
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    """Serve cluster DNS from an API server's Services and Endpoints."""
+    access = _cluster_access(args)
+    config = _dns_config(args)
+
+    async def main(stop: asyncio.Event) -> None:
+        from kubesvc.dns.server import DNSServer
+
+        server = DNSServer(config, access=access)
+        try:
+            await server.start()
+        except OSError as err:
+            raise CLIError(
+                f"cannot serve DNS on {config.address}:{config.port}: {err.strerror or err}"
+            ) from err
+        print(
+            f"kubesvc DNS for {config.cluster_domain} on {config.address}:{server.port} (udp, tcp), API {access.server}",
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    return _run_async(main)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kubesvc {_version()}")
     return 0
@@ -306,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "up",
             cmd_up,
-            "run kubesvc in the foreground (API server and controllers) and write a kubeconfig",
+            "run kubesvc in the foreground (API server, controllers, DNS) and write a kubeconfig",
         ),
         ("apiserver", cmd_apiserver, "run the Kubernetes-compatible API server alone"),
     ):
@@ -351,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="how often allocations are reconciled with Services (default: %(default)s)",
         )
+        if name == "up":
+            _add_dns_flags(sub)
         sub.set_defaults(func=func)
 
     controllers = commands.add_parser(
@@ -363,6 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
     )
     controllers.set_defaults(func=cmd_controllers)
+
+    dns = commands.add_parser(
+        "dns",
+        help="serve cluster DNS (A, SRV, PTR, CNAME, headless) from an API server",
+        description="Answer the Kubernetes DNS specification's records for the cluster named by "
+        "the kubeconfig, from the live watch.",
+    )
+    dns.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+    )
+    _add_dns_flags(dns)
+    dns.set_defaults(func=cmd_dns)
 
     ver = commands.add_parser("version", help="print kubesvc's version")
     ver.set_defaults(func=cmd_version)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +58,9 @@ subsets:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = start_cluster(tmp_path_factory.mktemp("seed"), "up", "--service-cidr", SERVICE_CIDR)
+    running = start_cluster(
+        tmp_path_factory.mktemp("seed"), "up", "--service-cidr", SERVICE_CIDR, "--dns-port", "0"
+    )
     yield running
     stop_cluster(running.process)
     assert running.process.returncode == 0, (running.data_dir / "apiserver.log").read_text()
@@ -190,3 +196,48 @@ def test_endpoints_may_not_use_loopback_or_a_cluster_ip(cluster: Cluster) -> Non
         result = cluster.kubectl("apply", "-f", "-", stdin=manifest, check=False)
         assert result.returncode != 0
         assert reason in result.stderr, result.stderr
+
+
+def dns_port(cluster: Cluster) -> int:
+    log = (cluster.data_dir / "apiserver.log").read_text()
+    match = re.search(r"DNS: +127\.0\.0\.1:(\d+)", log)
+    assert match, log
+    return int(match.group(1))
+
+
+def dig(cluster: Cluster, *query: str) -> str:
+    result = subprocess.run(
+        [
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=2",
+            "-p",
+            str(dns_port(cluster)),
+            "@127.0.0.1",
+            *query,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_dns_finds_services_by_name_and_named_port(cluster: Cluster) -> None:
+    if shutil.which("dig") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dig (dnsutils) is missing: make setup installs it")
+        pytest.skip("dig (dnsutils) is not installed")
+    named = SEED_SERVICE.replace("name: my-service", "name: dns-web").replace(
+        "- protocol: TCP", "- name: http\n      protocol: TCP"
+    )
+    cluster.kubectl("apply", "-f", "-", stdin=named)
+    ip = get_json(cluster, "svc", "dns-web")["spec"]["clusterIP"]
+    # "my-service.my-ns" resolves to the ClusterIP, and SRV finds the named port.
+    assert eventually(lambda: dig(cluster, "dns-web.default.svc.cluster.local") == ip)
+    srv = eventually(lambda: dig(cluster, "SRV", "_http._tcp.dns-web.default.svc.cluster.local"))
+    assert srv.split()[2:] == ["80", "dns-web.default.svc.cluster.local."]
+    cluster.kubectl("delete", "svc", "dns-web")
+    assert eventually(lambda: dig(cluster, "dns-web.default.svc.cluster.local") == "")
