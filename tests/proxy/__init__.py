@@ -1,0 +1,1 @@
+"""Tests of the proxy: the pure model (tables, playbooks) and the userspace mode (real sockets)."""
