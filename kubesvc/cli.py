@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from kubesvc.client.kubeconfig import ClusterAccess
     from kubesvc.controllers.manager import ControllerManager
     from kubesvc.dns.server import DNSConfig
+    from kubesvc.node.agent import NodeAgent, NodeConfig
+    from kubesvc.proxy.server import ProxyConfig
 
 
 class CLIError(Exception):
@@ -129,6 +131,7 @@ def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
         )
     if not args.repair_interval > 0:
         raise CLIError(f"--repair-interval {args.repair_interval}: must be more than 0 seconds")
+    storage, etcd_tls = _storage_flags(args)
     return APIServerConfig(
         data_dir=Path(args.data_dir).expanduser().resolve(),
         bind_address=args.bind_address,
@@ -138,6 +141,38 @@ def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
         pod_cidr=pod_cidr,
         repair_interval=args.repair_interval,
         kubernetes_service=True,
+        storage=storage,
+        etcd_tls=etcd_tls,
+    )
+
+
+def _storage_flags(args: argparse.Namespace) -> tuple[str, Any]:
+    """--storage and the --etcd-* TLS files, checked; (storage, TLSFiles or None)."""
+    from kubesvc.storage.etcd_gateway import TLSFiles, parse_etcd_url
+
+    storage = args.storage
+    tls_files = {
+        flag: getattr(args, flag.replace("-", "_"))
+        for flag in ("etcd-cafile", "etcd-certfile", "etcd-keyfile")
+    }
+    given = {flag: Path(value).expanduser() for flag, value in tls_files.items() if value}
+    if storage == "sqlite":
+        if given:
+            raise CLIError(f"--{next(iter(given))} needs --storage etcd://…")
+        return storage, None
+    try:
+        parse_etcd_url(storage)
+    except ValueError as err:
+        raise CLIError(f"--storage: {err}; or sqlite") from None
+    if ("etcd-certfile" in given) != ("etcd-keyfile" in given):
+        raise CLIError("--etcd-certfile and --etcd-keyfile go together")
+    for flag, path in given.items():
+        if not path.is_file():
+            raise CLIError(f"--{flag} {path}: no such file")
+    if not given:
+        return storage, None
+    return storage, TLSFiles(
+        given.get("etcd-cafile"), given.get("etcd-certfile"), given.get("etcd-keyfile")
     )
 
 
@@ -163,9 +198,12 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 async def _start_apiserver(args: argparse.Namespace) -> RunningAPIServer:
     from kubesvc.apiserver.app import start_apiserver
+    from kubesvc.storage.errors import StorageError
 
     try:
         return await start_apiserver(_apiserver_config(args))
+    except StorageError as err:
+        raise CLIError(f"cannot open storage {args.storage}: {err}") from err
     except OSError as err:
         raise CLIError(
             f"cannot serve on {args.bind_address}:{args.api_port}: {err.strerror or err}"
@@ -188,10 +226,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Run every part of kubesvc in this process, in the foreground."""
     _apiserver_config(args)  # bad flags fail here, before anything starts
     dns_config = _dns_config(args)
+    # The whole cluster goes when `up` stops, so its pods are stopped too.
+    node_config = _node_config(args, stop_pods_on_exit=True)
+    proxy_config = _proxy_config(args)
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.kubeconfig import load_kubeconfig
         from kubesvc.dns.server import DNSServer
+        from kubesvc.proxy.server import ClusterSource, ProxyServer
 
         api = await _start_apiserver(args)
         api.api.ready = False  # /readyz says ready only once every part has synced
@@ -201,6 +243,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             access = load_kubeconfig(str(api.kubeconfig))
             controllers = await _start_controllers(access)
             closers.append(controllers.stop)
+            node = await _start_node(access, node_config)
+            closers.append(node.stop)
+            api.api.ready_checks.append(lambda: node.synced)
             dns = DNSServer(dns_config, access=access)
             try:
                 await dns.start()
@@ -209,14 +254,24 @@ def cmd_up(args: argparse.Namespace) -> int:
                     f"cannot serve DNS on {dns_config.address}:{dns_config.port}: {err.strerror or err}"
                 ) from err
             closers.append(dns.close)
+            proxy = ProxyServer(proxy_config, ClusterSource(access))
+            try:
+                await proxy.start()
+            except OSError as err:
+                raise CLIError(f"cannot start the proxy: {err.strerror or err}") from err
+            closers.append(proxy.close)
             await dns.wait_synced()
-            api.api.ready_checks += [lambda: controllers.synced, lambda: dns.synced]
+            await proxy.wait_synced()
+            api.api.ready_checks += [lambda: controllers.synced, lambda: dns.synced, proxy.healthy]
             api.api.ready = True
             print(
                 f"kubesvc is up (stop with Ctrl-C)\n"
                 f"  API server:   {api.url}\n"
                 f"  controllers:  endpoints, endpointslices, mirroring\n"
+                f"  node:         {node_config.node_name} ({_describe_node(node_config)})\n"
                 f"  DNS:          {dns_config.address}:{dns.port} (udp, tcp), zone {dns_config.cluster_domain}\n"
+                f"  proxy:        {proxy_config.mode}, scheduler {proxy_config.scheduler}: "
+                f"every ClusterIP:port answers here\n"
                 f"  kubeconfig:   {api.kubeconfig}\n"
                 f"  try:          kubectl --kubeconfig {api.kubeconfig} get services -A\n"
                 f"                dig -p {dns.port} @{dns_config.address} kubernetes.default.svc.{dns_config.cluster_domain}",
@@ -357,6 +412,327 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return _run_async(main)
 
 
+def _default_node_name() -> str:
+    """The host name, made a valid node name (lower case DNS-1123 subdomain)."""
+    import re
+    import socket
+
+    name = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.")
+    return name[:253] or "node"
+
+
+def _node_config(args: argparse.Namespace, *, stop_pods_on_exit: bool) -> NodeConfig:
+    """The node agent's config from the flags (`kubesvc node`, or the node part of `up`)."""
+    import os
+
+    from kubesvc.api import formats
+    from kubesvc.node.agent import NodeConfig, network_problem
+    from kubesvc.node.restart import Backoff
+
+    try:
+        pod_cidr = ranges.parse_pod_cidr(args.pod_cidr)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    node_name = args.node_name or _default_node_name()
+    bad_name = formats.dns1123_subdomain(node_name)
+    if bad_name:
+        raise CLIError(f"--node-name {node_name!r}: {bad_name[0]}")
+    problem = network_problem(args.pod_network, pod_cidr, os.geteuid() == 0)
+    if problem:
+        raise CLIError(problem)
+    if not 0 <= args.restart_backoff <= args.restart_backoff_max:
+        raise CLIError("--restart-backoff must be from 0 to --restart-backoff-max seconds")
+    return NodeConfig(
+        node_name=node_name,
+        data_dir=Path(args.data_dir).expanduser().resolve() / "node" / node_name,
+        pod_cidr=pod_cidr,
+        pod_network=args.pod_network,
+        node_ip=args.node_ip,
+        log_port=args.log_port,
+        cluster_dns=args.cluster_dns or _pods_nameserver(args),
+        cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
+        bridge=args.bridge,
+        backoff=Backoff(args.restart_backoff, args.restart_backoff_max),
+        stop_pods_on_exit=stop_pods_on_exit,
+    )
+
+
+def _pods_nameserver(args: argparse.Namespace) -> str | None:
+    """In `up`, the cluster DNS's own address when pods could use it (port 53, not loopback).
+
+    Otherwise None: namespace-mode pods are pointed at the bridge address.
+    """
+    import ipaddress
+
+    address, port = getattr(args, "dns_address", None), getattr(args, "dns_port", None)
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return None
+    if port != 53 or ip.is_loopback or ip.is_unspecified:
+        return None
+    return str(ip)
+
+
+def _describe_node(config: NodeConfig) -> str:
+    network = "host network" if config.pod_network == "host" else f"netns on {config.bridge}"
+    return f"{network}, pod IPs from {config.pod_cidr}"
+
+
+async def _start_node(access: ClusterAccess, config: NodeConfig) -> NodeAgent:
+    from kubesvc.node.agent import NodeAgent
+    from kubesvc.node.network import NetworkError
+
+    agent = NodeAgent(access, config)
+    try:
+        await agent.start()
+    except NetworkError as err:
+        await agent.stop()
+        raise CLIError(f"cannot set up the pod network: {err}") from None
+    except BaseException:
+        await agent.stop()
+        raise
+    return agent
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """Run the node agent: the pods bound to this node, as local processes."""
+    access = _cluster_access(args)
+    config = _node_config(args, stop_pods_on_exit=False)
+
+    async def main(stop: asyncio.Event) -> None:
+        from kubesvc.client.http import APIUnavailable
+
+        try:
+            agent = await _start_node(access, config)
+        except (APIUnavailable, TimeoutError) as err:
+            raise CLIError(f"cannot sync with the API server at {access.server}: {err}") from None
+        except OSError as err:
+            raise CLIError(
+                f"cannot serve logs on {config.node_ip}: {err.strerror or err}"
+            ) from None
+        print(
+            f"kubesvc node {config.node_name} running against {access.server} "
+            f"({_describe_node(config)}; data in {config.data_dir})",
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await agent.stop()
+
+    return _run_async(main)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print the Service variables a pod started now in the namespace would get."""
+    access = _cluster_access(args)
+    namespace = args.namespace or access.namespace
+
+    async def main() -> str:
+        from kubesvc.client.http import Client
+        from kubesvc.node import envvars
+
+        async with Client(access, user_agent="kubesvc-env") as client:
+            listed = await client.list("Service", namespace)
+        pairs = envvars.services_env(
+            listed.get("items", []), namespace, links=not args.no_service_links
+        )
+        return envvars.render(pairs)
+
+    from kubesvc.api.errors import StatusError
+    from kubesvc.client.http import APIUnavailable
+
+    try:
+        print(asyncio.run(main()), end="")
+    except StatusError as err:
+        raise CLIError(err.message) from None
+    except APIUnavailable as err:
+        raise CLIError(f"cannot reach the API server at {access.server}: {err}") from None
+    return 0
+
+
+def _add_node_flags(sub: argparse.ArgumentParser, *, standalone: bool) -> None:
+    """The node agent's flags, for `kubesvc node` and for the node part of `kubesvc up`."""
+    if standalone:
+        sub.add_argument(
+            "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+        )
+        sub.add_argument(
+            "--data-dir",
+            default=_default_data_dir(),
+            help="pod records and logs go to DATA_DIR/node/NODE_NAME (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--pod-cidr",
+            default=ranges.DEFAULT_POD_CIDR,
+            help="pod address range: loopback for host mode (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--cluster-domain",
+            default="cluster.local",
+            help="the cluster DNS zone, for pods' resolv.conf search list (default: %(default)s)",
+        )
+    sub.add_argument("--node-name", help="this node's name (default: the host name)")
+    sub.add_argument(
+        "--pod-network",
+        choices=["host", "netns"],
+        default="host",
+        help="host: pods bind their own loopback address, no root needed (default); "
+        "netns: each pod in its own network namespace on a bridge (root)",
+    )
+    sub.add_argument(
+        "--node-ip",
+        default="127.0.0.1",
+        help="the node's address: pods' hostIP, where the node serves logs (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--log-port",
+        type=int,
+        default=0,
+        help="port the node serves container logs on, for the API server (default: a free one)",
+    )
+    sub.add_argument(
+        "--cluster-dns",
+        help="netns mode: nameserver in pods' resolv.conf (default: in `up`, the DNS address if "
+        "it serves on port 53 off loopback; else the bridge's address)",
+    )
+    sub.add_argument(
+        "--bridge", default="kubesvc0", help="netns mode: the node bridge (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="first wait before restarting a crashing container, doubling (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--restart-backoff-max",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest wait before a restart (default: %(default)s)",
+    )
+
+
+def _proxy_config(args: argparse.Namespace) -> ProxyConfig:
+    from kubesvc.proxy.server import ProxyConfig
+
+    def port(value: int) -> int | None:
+        return None if value < 0 else value
+
+    config = ProxyConfig(
+        mode=args.proxy_mode,
+        scheduler=args.scheduler,
+        min_sync_period_s=args.min_sync_period,
+        sync_period_s=args.sync_period,
+        healthz_address=args.healthz_bind_address,
+        healthz_port=port(args.healthz_port),
+        metrics_address=args.metrics_bind_address,
+        metrics_port=port(args.metrics_port),
+        node_name=args.node_name,
+        node_addresses=tuple(args.node_address or ("127.0.0.1",)),
+        endpoints_kind=args.endpoints_kind,
+    )
+    try:
+        config.check()
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return config
+
+
+def _add_proxy_flags(parser: argparse.ArgumentParser, *, node_name: bool = True) -> None:
+    """The proxy's flags; in `up`, --node-name is the node agent's and the proxy shares it."""
+    from kubesvc.proxy.schedulers import SCHEDULERS
+
+    parser.add_argument(
+        "--proxy-mode",
+        default="userspace",
+        help="how Service traffic is carried: userspace (default; the kernel modes come later)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="rr",
+        choices=sorted(SCHEDULERS),
+        help="how a backend is chosen (default: rr, the seed's round-robin); a Service may choose its own with the annotation proxy.kubesvc.io/scheduler",
+    )
+    parser.add_argument(
+        "--min-sync-period",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="coalesce changes for at least this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sync-period",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="full resync interval (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--healthz-bind-address",
+        default="127.0.0.1",
+        help="proxy /healthz address (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--healthz-port",
+        type=int,
+        default=10256,
+        help="proxy /healthz port (default: %(default)s; 0 picks one, -1 turns it off)",
+    )
+    parser.add_argument(
+        "--metrics-bind-address",
+        default="127.0.0.1",
+        help="proxy /metrics address (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=10249,
+        help="proxy /metrics port (default: %(default)s; 0 picks one, -1 turns it off)",
+    )
+    if node_name:
+        parser.add_argument("--node-name", help="this node's name (default: the host name)")
+    parser.add_argument(
+        "--node-address",
+        action="append",
+        metavar="ADDRESS",
+        help="where NodePorts listen; repeatable (default: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--endpoints-kind",
+        default="Endpoints",
+        choices=["Endpoints", "EndpointSlice"],
+        help="which objects list the backends (default: %(default)s)",
+    )
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """Carry Service traffic from ClusterIPs (and NodePorts) to ready backends."""
+    access = _cluster_access(args)
+    config = _proxy_config(args)
+
+    async def main(stop: asyncio.Event) -> None:
+        from kubesvc.proxy.server import ClusterSource, ProxyServer
+
+        proxy = ProxyServer(config, ClusterSource(access))
+        try:
+            await proxy.start()
+        except OSError as err:
+            raise CLIError(f"cannot start the proxy: {err.strerror or err}") from err
+        print(
+            f"kubesvc proxy ({config.mode}, {config.scheduler}) against {access.server}", flush=True
+        )
+        try:
+            await stop.wait()
+        finally:
+            await proxy.close()
+
+    return _run_async(main)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kubesvc {_version()}")
     return 0
@@ -400,7 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "up",
             cmd_up,
-            "run kubesvc in the foreground (API server, controllers, DNS) and write a kubeconfig",
+            "run kubesvc in the foreground (API server, controllers, DNS, proxy) and write a kubeconfig",
         ),
         ("apiserver", cmd_apiserver, "run the Kubernetes-compatible API server alone"),
     ):
@@ -445,8 +821,23 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="how often allocations are reconciled with Services (default: %(default)s)",
         )
+        sub.add_argument(
+            "--storage",
+            default="sqlite",
+            metavar="sqlite|etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
+            help="where objects are kept: sqlite (a file in --data-dir, one API server) or an "
+            "etcd cluster that several API servers share (keys under PREFIX, default /kubesvc; "
+            "default: %(default)s)",
+        )
+        for flag, what in (
+            ("cafile", "CA certificate that signed the etcd members' certificates"),
+            ("certfile", "client certificate for etcd (with --etcd-keyfile)"),
+            ("keyfile", "client key for etcd"),
+        ):
+            sub.add_argument(f"--etcd-{flag}", metavar="FILE", help=f"TLS to etcd: {what}")
         if name == "up":
             _add_dns_flags(sub)
+            _add_proxy_flags(sub, node_name=False)
         sub.set_defaults(func=func)
 
     controllers = commands.add_parser(
@@ -460,6 +851,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     controllers.set_defaults(func=cmd_controllers)
 
+    _add_node_flags(commands.choices["up"], standalone=False)
+    node = commands.add_parser(
+        "node",
+        help="run the node agent: pods bound to this node, as local processes",
+        description="Bind unscheduled pods to this node and run their containers' commands, "
+        "with pod IPs, Service variables, readiness probes and restart policies, against the "
+        "API server named by the kubeconfig. Pods keep running when the agent stops; a "
+        "restarted agent adopts them.",
+    )
+    _add_node_flags(node, standalone=True)
+    node.set_defaults(func=cmd_node)
+
+    env = commands.add_parser(
+        "env",
+        help="print the Service variables a new pod in a namespace would get",
+        description="One NAME=VALUE a line: the variables of every Service with a ClusterIP in "
+        "the namespace, as the node agent gives them to a pod started now.",
+    )
+    env.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+    )
+    env.add_argument(
+        "-n", "--namespace", help="the namespace (default: the kubeconfig context's namespace)"
+    )
+    env.add_argument(
+        "--no-service-links",
+        action="store_true",
+        help="as for a pod with enableServiceLinks: false (no Docker-links variables)",
+    )
+    env.set_defaults(func=cmd_env)
+
     dns = commands.add_parser(
         "dns",
         help="serve cluster DNS (A, SRV, PTR, CNAME, headless) from an API server",
@@ -471,6 +893,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dns_flags(dns)
     dns.set_defaults(func=cmd_dns)
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="carry Service traffic from ClusterIPs and NodePorts to ready pods (userspace mode)",
+        description="The per-node Service proxy, for the cluster named by the kubeconfig.",
+    )
+    proxy.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+    )
+    _add_proxy_flags(proxy)
+    proxy.set_defaults(func=cmd_proxy)
 
     ver = commands.add_parser("version", help="print kubesvc's version")
     ver.set_defaults(func=cmd_version)

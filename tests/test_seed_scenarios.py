@@ -59,7 +59,16 @@ subsets:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = start_cluster(
-        tmp_path_factory.mktemp("seed"), "up", "--service-cidr", SERVICE_CIDR, "--dns-port", "0"
+        tmp_path_factory.mktemp("seed"),
+        "up",
+        "--service-cidr",
+        SERVICE_CIDR,
+        "--dns-port",
+        "0",
+        "--healthz-port",
+        "0",
+        "--metrics-port",
+        "0",
     )
     yield running
     stop_cluster(running.process)
@@ -100,13 +109,16 @@ def make_pod(cluster: Cluster, tmp_path: Path, name: str, ip: str, ready: bool) 
                 "kind": "Pod",
                 "metadata": {"name": name, "labels": {"app": "MyApp"}},
                 "spec": {
+                    # Bound to a node no agent runs, so the status written below is the only
+                    # one (`kubesvc up`'s own node agent would run the pod and report its own).
+                    "nodeName": "elsewhere",
                     "containers": [
                         {
                             "name": "web",
                             "command": ["sleep", "3600"],
                             "ports": [{"containerPort": 9376}],
                         }
-                    ]
+                    ],
                 },
             }
         )

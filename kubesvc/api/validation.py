@@ -210,6 +210,11 @@ def _probe(value: Any, path: Path, errs: Errors) -> None:
         errs.append(required(path, "must specify a handler type"))
     elif len(handlers) > 1:
         errs.append(forbidden(path.child(handlers[1]), "may not specify more than 1 handler type"))
+    if probe.get("grpc") is not None:
+        # kubesvc's node agent checks with exec, httpGet and tcpSocket only.
+        errs.append(
+            forbidden(path.child("grpc"), "gRPC probes are not supported by kubesvc's node agent")
+        )
     exec_ = shape.mapping(probe.get("exec"), path.child("exec"), errs)
     if "exec" in probe:
         command = shape.sequence(exec_.get("command"), path.child("exec", "command"), errs)

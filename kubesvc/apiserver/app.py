@@ -32,6 +32,7 @@ from kubesvc.apiserver.certs import ensure_certificates
 from kubesvc.apiserver.resources import BY_KIND
 from kubesvc.apiserver.rest import Preconditions, Rest, WriteOptions
 from kubesvc.apiserver.server import APIServer
+from kubesvc.storage.etcd import EtcdStore, TLSFiles
 from kubesvc.storage.interface import Store
 from kubesvc.storage.sqlite import SqliteStore
 
@@ -65,6 +66,10 @@ class APIServerConfig:
     # always make it; it is off for in-process servers by default because tests
     # that embed one watch `default` and count on it being empty.
     kubernetes_service: bool = False
+    # "sqlite" (data_dir/kubesvc.db, this server alone) or
+    # "etcd://host:port[,host:port...][/prefix]" (shared by every API server on it).
+    storage: str = "sqlite"
+    etcd_tls: TLSFiles | None = None
 
 
 @dataclass
@@ -209,6 +214,15 @@ async def ensure_kubernetes_service(
     await rest.update(ENDPOINTS, "default", "kubernetes", endpoints, WriteOptions())
 
 
+async def open_store(config: APIServerConfig) -> Store:
+    """The store `config.storage` names: the embedded SQLite file, or an etcd cluster."""
+    if config.storage == "sqlite":
+        return await SqliteStore.open(config.data_dir / "kubesvc.db")
+    if config.storage.startswith("etcd://"):
+        return await EtcdStore.open(config.storage, tls=config.etcd_tls)
+    raise ValueError(f"unknown storage {config.storage!r}: expected sqlite or etcd://…")
+
+
 async def start_apiserver(config: APIServerConfig, store: Store | None = None) -> RunningAPIServer:
     """Open storage (unless given), serve HTTPS, write the kubeconfig.
 
@@ -223,7 +237,7 @@ async def start_apiserver(config: APIServerConfig, store: Store | None = None) -
     users = parse_tokens(tokens_file.read_text())
     own_store = store is None
     if store is None:
-        store = await SqliteStore.open(data_dir / "kubesvc.db")
+        store = await open_store(config)
     try:
         allocator = ServiceAllocator(store, config.service_cidr, config.node_port_range)
         context = validation_context(config.pod_cidr)
@@ -238,6 +252,10 @@ async def start_apiserver(config: APIServerConfig, store: Store | None = None) -
             max_watches=config.max_watches,
             watch_bookmark_s=config.watch_bookmark_s,
         )
+        if isinstance(store, EtcdStore):
+            # Not ready while no etcd member will follow our changes for us.
+            etcd_store = store
+            api.ready_checks.append(lambda: etcd_store.connected)
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(certs.cert, certs.key)
         # Cancel a handler when its client goes away, so idle watches end with their connection.

@@ -14,12 +14,14 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubesvc.allocator.records import endpoint_addresses
 from kubesvc.allocator.service import ServiceAllocator
 from kubesvc.api import errors, selectors, validation
 from kubesvc.api.errors import StatusError
+from kubesvc.api.field import not_supported, required
 from kubesvc.apiserver import openapi
 from kubesvc.apiserver.resources import BY_KIND, RESOURCES, Resource
 from kubesvc.apiserver.strategy import Strategy, now_rfc3339, strategy_for
@@ -30,6 +32,7 @@ Obj = dict[str, Any]
 
 NAMESPACES = BY_KIND["Namespace"]
 SERVICES = BY_KIND["Service"]
+PODS = BY_KIND["Pod"]
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 PATCH_MERGE = "application/merge-patch+json"
@@ -484,7 +487,9 @@ class Rest:
         name: str,
         preconditions: Preconditions,
         dry_run: bool = False,
+        grace_period_s: int | None = None,
     ) -> Obj:
+        """Delete the object (a pod on a node: mark it, see `_delete_gracefully`)."""
         key = resource.key(namespace, name)
         async with self._translated(resource, name):
             current = await self.store.get(key)
@@ -506,6 +511,10 @@ class Rest:
                 ) from None
         if dry_run:
             return current
+        if resource is PODS and expected in (None, resource_version_of(current)):
+            marked = await self._delete_gracefully(key, name, current, grace_period_s)
+            if marked is not None:
+                return marked
         if resource is NAMESPACES:
             await self._empty_namespace(name)
         allocator = self._allocates(resource)
@@ -518,6 +527,95 @@ class Rest:
             return await self.store.delete(
                 key, expected_rv=expected if expected is not None else resource_version_of(current)
             )
+
+    async def _delete_gracefully(
+        self, key: str, name: str, current: Obj, grace_period_s: int | None
+    ) -> Obj | None:
+        """Graceful deletion of a pod bound to a node; None when it goes at once.
+
+        As in Kubernetes, the pod is only marked (`deletionTimestamp`,
+        `deletionGracePeriodSeconds`): its node agent stops its processes
+        within the grace period and then deletes it with `gracePeriodSeconds: 0`.
+        Unbound and finished pods, and a grace period of 0, delete at once. A
+        second delete may shorten the grace period, never lengthen it.
+        """
+        spec = current.get("spec") if isinstance(current.get("spec"), dict) else {}
+        phase = (current.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return None
+        grace = grace_period_s
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+            grace = grace if isinstance(grace, int) and grace >= 0 else 30
+        if grace <= 0:
+            return None
+        meta = current["metadata"]
+        marked_grace = meta.get("deletionGracePeriodSeconds")
+        if (
+            meta.get("deletionTimestamp")
+            and isinstance(marked_grace, int)
+            and marked_grace <= grace
+        ):
+            return current
+
+        def mark(obj: Obj) -> Obj:
+            when = datetime.now(UTC) + timedelta(seconds=grace)
+            obj["metadata"]["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+            obj["metadata"]["deletionGracePeriodSeconds"] = grace
+            return obj
+
+        async with self._translated(PODS, name):
+            return await self.store.guaranteed_update(key, mark)
+
+    async def bind(self, namespace: str, name: str, binding: Any) -> Obj:
+        """`pods/binding`: set an unscheduled pod's node (what a scheduler, or a node agent, does)."""
+        if not isinstance(binding, dict) or not isinstance(binding.get("target"), dict):
+            raise errors.bad_request("the body of the request must be a Binding with a target")
+        target = binding["target"]
+        node = target.get("name")
+        if not isinstance(node, str) or not node:
+            raise errors.invalid("Binding", name, [required("target.name")])
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.invalid(
+                "Binding",
+                name,
+                [not_supported("target.kind", target.get("kind"), ["Node"])],
+            )
+        uid = (
+            (binding.get("metadata") or {}).get("uid")
+            if isinstance(binding.get("metadata"), dict)
+            else None
+        )
+
+        async def assign(current: Obj) -> Obj:
+            meta = current["metadata"]
+            if uid and uid != meta.get("uid"):
+                raise errors.conflict(
+                    "pods",
+                    name,
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta.get('uid')}",
+                )
+            if meta.get("deletionTimestamp"):
+                raise errors.conflict(
+                    "pods", name, f"pod {name} is being deleted, cannot be assigned to a host"
+                )
+            bound = (current.get("spec") or {}).get("nodeName")
+            if bound:
+                raise errors.conflict(
+                    "pods", name, f'pod {name} is already assigned to node "{bound}"'
+                )
+            current.setdefault("spec", {})["nodeName"] = node
+            return current
+
+        async with self._translated(PODS, name):
+            await self.store.guaranteed_update(PODS.key(namespace, name), assign)
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
 
     async def _empty_namespace(self, namespace: str) -> None:
         """Delete everything in a namespace, as the namespace controller does before the namespace goes."""

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import yaml
 from aiohttp import web
 
@@ -41,6 +43,9 @@ JSON = "application/json"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+# Where a pod's node serves its logs (set by the node agent; see kubesvc/node/logs.py).
+POD_LOG_ANNOTATION = "node.kubesvc.io/logs"
+POD_LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes")
 _USER_KEY = web.RequestKey("user", User)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -308,6 +313,12 @@ class APIServer:
         target = parse_target(gv, [p for p in request.match_info["rest"].split("/") if p])
         query = _query(request)
         method = request.method
+        if (
+            target.resource.kind == "Pod"
+            and target.name
+            and target.subresource in ("binding", "log")
+        ):
+            return await self._pod_subresource(request, target, query)
         if target.subresource not in (None, "status") or (
             target.subresource == "status" and "status" not in target.resource.subresources
         ):
@@ -592,14 +603,91 @@ class APIServer:
                 raise errors.bad_request("the DeleteOptions body must be an object")
         pre = options.get("preconditions") if isinstance(options.get("preconditions"), dict) else {}
         dry_run = self._dry_run(query) or options.get("dryRun") == ["All"]
+        grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        try:
+            grace_s = int(grace) if grace is not None else None
+        except (TypeError, ValueError):
+            raise errors.bad_request(f"gracePeriodSeconds: not an integer: {grace!r}") from None
         obj = await self.rest.delete(
             target.resource,
             target.namespace,
             target.name or "",
             Preconditions(pre.get("uid"), pre.get("resourceVersion")),
             dry_run,
+            grace_s,
         )
         return _json_response(obj)
+
+    async def _pod_subresource(
+        self, request: web.Request, target: Target, query: dict[str, str]
+    ) -> web.StreamResponse:
+        """`pods/binding` (POST: assign a node) and `pods/log` (GET: from the pod's node)."""
+        if target.subresource == "binding":
+            if request.method != "POST":
+                raise errors.method_not_allowed(request.method, request.path)
+            self._authorise(request, "create", target)
+            body = await self._decode_body(request, target)
+            status = await self.rest.bind(target.namespace or "", target.name or "", body)
+            return _json_response(status, 201)
+        if request.method != "GET":
+            raise errors.method_not_allowed(request.method, request.path)
+        self._authorise(request, "get", target)
+        pod = await self.rest.get(target.resource, target.namespace, target.name or "")
+        return await _proxy_pod_log(request, pod, query)
+
+
+async def _proxy_pod_log(
+    request: web.Request, pod: dict[str, Any], query: dict[str, str]
+) -> web.StreamResponse:
+    """Stream a container's log from the node serving it (the kubelet's role in Kubernetes).
+
+    The node is found in the pod's `node.kubesvc.io/logs` annotation, which its
+    agent writes; only the caller's log options are passed on.
+    """
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    name, annotations = meta.get("name", ""), meta.get("annotations") or {}
+    containers = [c.get("name") for c in spec.get("containers") or [] if isinstance(c, dict)]
+    container = query.get("container") or annotations.get("kubectl.kubernetes.io/default-container")
+    if not container and len(containers) == 1:
+        container = containers[0]
+    if not container:
+        raise errors.bad_request(
+            f"a container name must be specified for pod {name}, "
+            f"choose one of: [{' '.join(map(str, containers))}]"
+        )
+    if container not in containers:
+        raise errors.bad_request(f"container {container} is not valid for pod {name}")
+    base = annotations.get(POD_LOG_ANNOTATION)
+    if not spec.get("nodeName") or not isinstance(base, str) or not base.startswith("http://"):
+        raise errors.bad_request(
+            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
+    url = (
+        f"{base}/containerLogs/{quote(meta.get('namespace', ''))}/{quote(name)}/{quote(container)}"
+    )
+    params = {k: query[k] for k in POD_LOG_PARAMS if k in query}
+    params["uid"] = str(meta.get("uid", ""))
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            upstream = await session.get(url, params=params)
+        except (aiohttp.ClientError, OSError) as err:
+            raise errors.internal_error(f"Get {url.split('/containerLogs')[0]}/…: {err}") from None
+        async with upstream:
+            if upstream.status != 200:
+                text = (await upstream.text(errors="replace"))[:1000].strip()
+                code = upstream.status if upstream.status in (400, 404) else 500
+                reason = {400: "BadRequest", 404: "NotFound"}.get(code, "InternalError")
+                raise errors.StatusError(code, text or f"node answered {upstream.status}", reason)
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (aiohttp.ClientError, ConnectionResetError):
+                pass  # the node or the client went away mid-stream: end what was sent
+            await response.write_eof()
+            return response
 
 
 def _warning_headers(opts: WriteOptions) -> dict[str, str] | None:
