@@ -1,7 +1,7 @@
-"""kubesvc.storage: the `Store` interface, its error family, and the SQLite backend.
+"""kubesvc.storage: the `Store` interface, its error family, and its two backends.
 
 See `interface` for the contract, `errors` for the errors, `sqlite` for the
-embedded backend. An etcd backend will implement the same `Store`.
+embedded backend, `etcd` for the backend several API servers share.
 """
 
 from kubesvc.storage.errors import (
@@ -13,6 +13,7 @@ from kubesvc.storage.errors import (
     StoreClosed,
     to_status_error,
 )
+from kubesvc.storage.etcd import EtcdStore
 from kubesvc.storage.interface import (
     CheckAbsent,
     CheckVersion,
@@ -36,6 +37,7 @@ __all__ = [
     "Conflict",
     "Create",
     "Delete",
+    "EtcdStore",
     "EventType",
     "Expired",
     "KeyExists",

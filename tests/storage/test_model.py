@@ -36,10 +36,16 @@ operations = st.lists(
 
 
 class Model:
-    """What the store should hold: key → (resourceVersion, payload)."""
+    """What the store should hold: key → (resourceVersion, payload).
 
-    def __init__(self) -> None:
-        self.rv = 0
+    Versions count on from `base`, the store's version before the first operation:
+    a fresh SQLite store starts at 0, a fresh prefix in a shared etcd wherever
+    etcd's revision is.
+    """
+
+    def __init__(self, base: int = 0) -> None:
+        self.base = base
+        self.rv = base
         self.events = 0
         self.data: dict[str, tuple[int, int]] = {}
 
@@ -99,7 +105,7 @@ async def perform(store: Store, versions: dict[str, int], op: Op) -> Any:
 
 
 async def check(store: Store, ops: list[Op]) -> None:
-    model = Model()
+    model = Model((await store.list("")).resource_version)
     for op in ops:
         if op[0] == "txn" and op[1] == op[2]:
             continue
@@ -117,7 +123,7 @@ async def check(store: Store, ops: list[Op]) -> None:
     assert sorted((resource_version_of(i), i["p"]) for i in listed.items) == sorted(
         model.data.values()
     )
-    if model.rv == 0:
+    if model.rv == model.base:
         return
     watch = await store.watch("/registry/", 0)
     events = await take(watch, model.events)
