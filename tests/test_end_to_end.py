@@ -1,0 +1,237 @@
+"""The whole seed story in one `kubesvc up`: pods run as processes, a Service gets a ClusterIP,
+Endpoints follow readiness, the proxy carries traffic, DNS and env vars find the Service."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+
+from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
+from tests.node.conftest import PYTHON
+
+# A pod range and a service range of this run's own, inside loopback (host mode, no root).
+_BLOCK = random.randrange(0, 250)
+POD_CIDR = f"127.246.{_BLOCK}.0/24"
+SERVICE_CIDR = f"127.97.{_BLOCK}.0/24"
+
+# Each backend answers with its pod name, on its own pod IP, and is ready once it listens.
+# Like a well-behaved server (or a preStop sleep) it keeps serving for a second after SIGTERM,
+# while its removal from Endpoints reaches the proxy.
+SERVER = (
+    "import http.server, os, signal, threading\n"
+    "signal.signal(signal.SIGTERM, lambda *a: threading.Timer(1.0, os._exit, (0,)).start())\n"
+    "name = os.environ['POD_NAME'].encode()\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.send_header('Content-Length', str(len(name)))\n"
+    "        self.end_headers(); self.wfile.write(name)\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.ThreadingHTTPServer((os.environ['POD_IP'], 9376), H).serve_forever()\n"
+)
+
+
+def backend(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "MyApp"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "web",
+                    "command": [PYTHON, "-c", SERVER],
+                    "ports": [{"name": "http", "containerPort": 9376}],
+                    "readinessProbe": {
+                        "httpGet": {"port": "http", "path": "/"},
+                        "periodSeconds": 1,
+                    },
+                }
+            ],
+        },
+    }
+
+
+SEED_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "my-service"},
+    "spec": {
+        "selector": {"app": "MyApp"},
+        "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = start_cluster(
+        tmp_path_factory.mktemp("e2e"),
+        "up",
+        "--service-cidr",
+        SERVICE_CIDR,
+        "--pod-cidr",
+        POD_CIDR,
+        "--dns-port",
+        "0",
+        "--healthz-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--node-name",
+        "e2e-node",
+    )
+    yield running
+    stop_cluster(running.process)
+    assert running.process.returncode == 0, (running.data_dir / "apiserver.log").read_text()
+
+
+def eventually(check: Any, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"not reached in {timeout_s} s; last: {last!r}")
+
+
+def apply(cluster: Cluster, obj: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+
+
+def ready_ips(cluster: Cluster) -> list[str]:
+    result = cluster.kubectl("get", "endpoints", "my-service", "-o", "json", check=False)
+    if result.returncode != 0:
+        return []
+    subsets = json.loads(result.stdout).get("subsets") or []
+    return sorted(a["ip"] for s in subsets for a in s.get("addresses", []))
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def test_traffic_to_the_cluster_ip_reaches_every_ready_pod(cluster: Cluster) -> None:
+    for name in ("web-0", "web-1", "web-2"):
+        apply(cluster, backend(name))
+    apply(cluster, SEED_SERVICE)
+    eventually(lambda: len(ready_ips(cluster)) == 3)
+    svc = json.loads(cluster.kubectl("get", "svc", "my-service", "-o", "json").stdout)
+    url = f"http://{svc['spec']['clusterIP']}:80/"
+    eventually(lambda: _answers(url))
+    seen = Counter(fetch(url) for _ in range(30))
+    # Round-robin, the seed's default: every pod, evenly.
+    assert seen == {"web-0": 10, "web-1": 10, "web-2": 10}
+
+
+def _answers(url: str) -> bool:
+    try:
+        fetch(url)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_deleted_pod_stops_getting_traffic_and_no_request_fails(cluster: Cluster) -> None:
+    svc = json.loads(cluster.kubectl("get", "svc", "my-service", "-o", "json").stdout)
+    url = f"http://{svc['spec']['clusterIP']}:80/"
+    cluster.kubectl("delete", "pod", "web-2", "--wait=false")
+    deadline = time.monotonic() + 20
+    answers: list[str] = []
+    while time.monotonic() < deadline and (len(answers) < 10 or "web-2" in answers[-10:]):
+        answers.append(fetch(url))  # raises (and fails the test) if a request fails
+    assert "web-2" not in answers[-10:]
+    assert set(answers[-10:]) == {"web-0", "web-1"}
+
+
+def test_dns_and_env_vars_find_the_service(cluster: Cluster) -> None:
+    svc = json.loads(cluster.kubectl("get", "svc", "my-service", "-o", "json").stdout)
+    ip = svc["spec"]["clusterIP"]
+    port = int(
+        re.search(
+            r"DNS: +127\.0\.0\.1:(\d+)", (cluster.data_dir / "apiserver.log").read_text()
+        ).group(1)
+    )  # type: ignore[union-attr]
+    query = dns.message.make_query("my-service.default.svc.cluster.local", "A")
+    answer = dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+    assert [r.address for rrset in answer.answer for r in rrset] == [ip]
+    env = subprocess.run(
+        [
+            os.path.join(os.path.dirname(PYTHON), "kubesvc"),
+            "env",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert env.returncode == 0, env.stderr
+    assert f"MY_SERVICE_SERVICE_HOST={ip}\n" in env.stdout
+    assert f"MY_SERVICE_PORT=tcp://{ip}:80\n" in env.stdout
+
+
+def test_udp_service_round_trip(cluster: Cluster) -> None:
+    echo = (
+        "import os, socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.bind((os.environ['POD_IP'], 5353))\n"
+        "while True:\n"
+        "    data, peer = s.recvfrom(65535); s.sendto(os.environ['POD_NAME'].encode() + b':' + data, peer)\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "echo-0", "labels": {"app": "echo"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "echo",
+                    "command": [PYTHON, "-c", echo],
+                    "ports": [{"containerPort": 5353, "protocol": "UDP"}],
+                }
+            ]
+        },
+    }
+    apply(cluster, pod)
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo"},
+            "spec": {
+                "selector": {"app": "echo"},
+                "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}],
+            },
+        },
+    )
+    svc = json.loads(cluster.kubectl("get", "svc", "echo", "-o", "json").stdout)
+    address = (svc["spec"]["clusterIP"], 53)
+
+    def round_trip() -> str | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(b"ping", address)
+            try:
+                return s.recvfrom(65535)[0].decode()
+            except OSError:
+                return None
+
+    assert eventually(round_trip) == "echo-0:ping"
