@@ -21,6 +21,7 @@ import pytest
 
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
 from tests.node.conftest import PYTHON
+from tests.waiting import eventually
 
 # A pod range and a service range of this run's own, inside loopback (host mode, no root).
 _BLOCK = random.randrange(0, 250)
@@ -97,17 +98,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield running
     stop_cluster(running.process)
     assert running.process.returncode == 0, (running.data_dir / "apiserver.log").read_text()
-
-
-def eventually(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout_s} s; last: {last!r}")
 
 
 def apply(cluster: Cluster, obj: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
+from tests.waiting import eventually
 
 SERVICE_CIDR = "127.96.0.0/24"
 
@@ -77,17 +78,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def get_json(cluster: Cluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def eventually(check: Any, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout_s} s; last: {last!r}")
 
 
 def describe_until(cluster: Cluster, service: str, text: str) -> str:

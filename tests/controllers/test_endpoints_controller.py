@@ -13,6 +13,12 @@ from kubesvc.client.http import Client
 from kubesvc.client.kubeconfig import load_kubeconfig
 from kubesvc.controllers.manager import ControllerManager
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
+from tests.waiting import eventually_async
+
+
+def eventually(check: Any, timeout_s: float = 10.0) -> Any:
+    # A 404 or a conflict just means "not yet" here.
+    return eventually_async(check, timeout_s, tolerate=(StatusError,), interval_s=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +100,6 @@ async def set_ready(api: Client, ns: str, name: str, ip: str, ready: bool) -> No
         "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
     }
     await api.patch("Pod", name, {"status": status}, ns, subresource="status")
-
-
-async def eventually(check: Any, timeout_s: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            last = await check()
-            if last:
-                return last
-        except StatusError as err:
-            last = err
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met in {timeout_s} s; last: {last!r}")
 
 
 async def subsets(api: Client, ns: str, name: str) -> list[dict[str, Any]]:

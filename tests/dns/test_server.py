@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import dns.exception
@@ -36,6 +36,7 @@ from kubesvc.dns.lookup import Lookup
 from kubesvc.dns.server import DNSConfig, DNSServer
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
 from tests.dns.fake import cluster_zone, lines
+from tests.waiting import eventually
 
 HOST = "127.0.0.1"
 ZONE = "cluster.local"
@@ -144,17 +145,6 @@ def dig(port: int, *args: str) -> str:
         timeout=15,
     )
     return result.stdout
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.01)
-    raise AssertionError(f"condition not met in {timeout_s} s; last: {last!r}")
 
 
 # ---------------------------------------------------------------- fixtures

@@ -12,12 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.apiserver.conftest import KUBESVC, Cluster
+from tests.waiting import eventually  # noqa: F401  (re-exported for the node tests)
 
 PYTHON = sys.executable
 
@@ -26,18 +25,6 @@ PYTHON = sys.executable
 _BLOCK = os.getpid() % 250
 HOST_POD_CIDR = f"127.245.{_BLOCK}.0/25"
 NODE_POD_CIDR = f"127.245.{_BLOCK}.128/29"  # five pod addresses: released ones come back soon
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    """Call `check` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"{what or 'condition'} not reached in {timeout_s} s; last: {last!r}")
 
 
 def pod(

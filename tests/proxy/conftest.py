@@ -11,12 +11,13 @@ import contextlib
 import itertools
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
 
 from kubesvc.proxy.proxyprotocol import parse
+from tests.waiting import eventually_async as eventually  # noqa: F401  (the proxy tests' name)
 
 try:
     import uvloop
@@ -45,20 +46,6 @@ def cluster_ip() -> str:
 def pod_ip() -> str:
     n = next(_pod_ips)
     return f"127.244.{_BLOCK}.{n % 250 + 1}"
-
-
-async def eventually(check: Callable[[], Any], timeout_s: float = 5.0, what: str = "") -> Any:
-    """Await `check()` (sync or async) until it is truthy; its value."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = check()
-        if isinstance(last, Awaitable):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not met in {timeout_s} s: {what or check}; last {last!r}")
 
 
 class Backends:
