@@ -141,6 +141,10 @@ def _apiserver_config(args: argparse.Namespace) -> APIServerConfig:
         pod_cidr=pod_cidr,
         repair_interval=args.repair_interval,
         kubernetes_service=True,
+        # Clients on other machines reach the API at its bind address: the certificate names it.
+        extra_cert_names=()
+        if args.bind_address in ("0.0.0.0", "::", "127.0.0.1")
+        else (args.bind_address,),
         storage=storage,
         etcd_tls=etcd_tls,
     )
@@ -210,10 +214,10 @@ async def _start_apiserver(args: argparse.Namespace) -> RunningAPIServer:
         ) from err
 
 
-async def _start_controllers(access: ClusterAccess) -> ControllerManager:
+async def _start_controllers(access: ClusterAccess, node_grace_s: float) -> ControllerManager:
     from kubesvc.controllers.manager import ControllerManager
 
-    manager = ControllerManager(access)
+    manager = ControllerManager(access, node_grace_s=node_grace_s)
     try:
         await manager.start()
     except BaseException:
@@ -241,7 +245,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             # The other parts are clients of the API, as they would be in their own processes.
             access = load_kubeconfig(str(api.kubeconfig))
-            controllers = await _start_controllers(access)
+            controllers = await _start_controllers(access, args.node_monitor_grace_period)
             closers.append(controllers.stop)
             node = await _start_node(access, node_config)
             closers.append(node.stop)
@@ -267,7 +271,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(
                 f"kubesvc is up (stop with Ctrl-C)\n"
                 f"  API server:   {api.url}\n"
-                f"  controllers:  endpoints, endpointslices, mirroring\n"
+                f"  controllers:  endpoints, endpointslices, mirroring, scheduler\n"
                 f"  node:         {node_config.node_name} ({_describe_node(node_config)})\n"
                 f"  DNS:          {dns_config.address}:{dns.port} (udp, tcp), zone {dns_config.cluster_domain}\n"
                 f"  proxy:        {proxy_config.mode}, scheduler {proxy_config.scheduler}: "
@@ -313,14 +317,16 @@ def _cluster_access(args: argparse.Namespace) -> ClusterAccess:
 
 
 def cmd_controllers(args: argparse.Namespace) -> int:
-    """Run the Endpoints, EndpointSlice and mirroring controllers against an API server."""
+    """Run the Endpoints, EndpointSlice and mirroring controllers and the scheduler."""
     access = _cluster_access(args)
+    if not args.node_monitor_grace_period > 0:
+        raise CLIError("--node-monitor-grace-period must be more than 0 seconds")
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.http import APIUnavailable
 
         try:
-            manager = await _start_controllers(access)
+            manager = await _start_controllers(access, args.node_monitor_grace_period)
         except (APIUnavailable, TimeoutError) as err:
             raise CLIError(f"cannot sync with the API server at {access.server}: {err}") from None
         print(f"kubesvc controllers running against {access.server}", flush=True)
@@ -442,6 +448,7 @@ def _node_config(args: argparse.Namespace, *, stop_pods_on_exit: bool) -> NodeCo
         raise CLIError(problem)
     if not 0 <= args.restart_backoff <= args.restart_backoff_max:
         raise CLIError("--restart-backoff must be from 0 to --restart-backoff-max seconds")
+    _check_heartbeat(args)
     return NodeConfig(
         node_name=node_name,
         data_dir=Path(args.data_dir).expanduser().resolve() / "node" / node_name,
@@ -454,7 +461,19 @@ def _node_config(args: argparse.Namespace, *, stop_pods_on_exit: bool) -> NodeCo
         bridge=args.bridge,
         backoff=Backoff(args.restart_backoff, args.restart_backoff_max),
         stop_pods_on_exit=stop_pods_on_exit,
+        heartbeat_s=args.heartbeat_interval,
+        node_grace_s=args.node_monitor_grace_period,
     )
+
+
+def _check_heartbeat(args: argparse.Namespace) -> None:
+    if not args.heartbeat_interval > 0:
+        raise CLIError(f"--heartbeat-interval {args.heartbeat_interval}: must be more than 0")
+    if not args.node_monitor_grace_period > args.heartbeat_interval:
+        raise CLIError(
+            f"--node-monitor-grace-period {args.node_monitor_grace_period}: must be longer "
+            f"than --heartbeat-interval ({args.heartbeat_interval})"
+        )
 
 
 def _pods_nameserver(args: argparse.Namespace) -> str | None:
@@ -496,30 +515,67 @@ async def _start_node(access: ClusterAccess, config: NodeConfig) -> NodeAgent:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    """Run the node agent: the pods bound to this node, as local processes."""
+    """Run one machine: the node agent, and this machine's Service proxy and cluster DNS."""
+    import dataclasses
+
     access = _cluster_access(args)
     config = _node_config(args, stop_pods_on_exit=False)
+    dns_config = None if args.no_dns else _dns_config(args)
+    proxy_config = None
+    if not args.no_proxy:
+        proxy_config = dataclasses.replace(_proxy_config(args), node_name=config.node_name)
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.http import APIUnavailable
 
+        closers: list[Callable[[], Awaitable[None]]] = []
         try:
-            agent = await _start_node(access, config)
-        except (APIUnavailable, TimeoutError) as err:
-            raise CLIError(f"cannot sync with the API server at {access.server}: {err}") from None
-        except OSError as err:
-            raise CLIError(
-                f"cannot serve logs on {config.node_ip}: {err.strerror or err}"
-            ) from None
-        print(
-            f"kubesvc node {config.node_name} running against {access.server} "
-            f"({_describe_node(config)}; data in {config.data_dir})",
-            flush=True,
-        )
-        try:
+            try:
+                agent = await _start_node(access, config)
+            except (APIUnavailable, TimeoutError) as err:
+                raise CLIError(
+                    f"cannot sync with the API server at {access.server}: {err}"
+                ) from None
+            except OSError as err:
+                raise CLIError(
+                    f"cannot serve logs on {config.node_ip}: {err.strerror or err}"
+                ) from None
+            closers.append(agent.stop)
+            parts = [f"  node agent: {_describe_node(config)}; data in {config.data_dir}"]
+            if dns_config is not None:
+                from kubesvc.dns.server import DNSServer
+
+                dns = DNSServer(dns_config, access=access)
+                try:
+                    await dns.start()
+                except OSError as err:
+                    raise CLIError(
+                        f"cannot serve DNS on {dns_config.address}:{dns_config.port}: "
+                        f"{err.strerror or err} (--dns-port, or --no-dns)"
+                    ) from err
+                closers.append(dns.close)
+                parts.append(f"  DNS:        {dns_config.address}:{dns.port} (udp, tcp)")
+            if proxy_config is not None:
+                from kubesvc.proxy.server import ClusterSource, ProxyServer
+
+                proxy = ProxyServer(proxy_config, ClusterSource(access))
+                try:
+                    await proxy.start()
+                except OSError as err:
+                    raise CLIError(
+                        f"cannot start the proxy: {err.strerror or err} (or --no-proxy)"
+                    ) from err
+                closers.append(proxy.close)
+                parts.append(f"  proxy:      {proxy_config.mode}, {proxy_config.scheduler}")
+            print(
+                f"kubesvc node {config.node_name} running against {access.server}\n"
+                + "\n".join(parts),
+                flush=True,
+            )
             await stop.wait()
         finally:
-            await agent.stop()
+            for close in reversed(closers):
+                await close()
 
     return _run_async(main)
 
@@ -569,11 +625,27 @@ def _add_node_flags(sub: argparse.ArgumentParser, *, standalone: bool) -> None:
             help="pod address range: loopback for host mode (default: %(default)s)",
         )
         sub.add_argument(
-            "--cluster-domain",
-            default="cluster.local",
-            help="the cluster DNS zone, for pods' resolv.conf search list (default: %(default)s)",
+            "--no-proxy",
+            action="store_true",
+            help="do not run this machine's Service proxy (run `kubesvc proxy` yourself)",
         )
+        sub.add_argument(
+            "--no-dns",
+            action="store_true",
+            help="do not run this machine's cluster DNS server (run `kubesvc dns` yourself)",
+        )
+        _add_dns_flags(sub)  # --cluster-domain too: DNS's zone and pods' search list
+        _add_proxy_flags(sub, node_name=False)
+        _add_grace_flag(sub)
     sub.add_argument("--node-name", help="this node's name (default: the host name)")
+    sub.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the node posts its status (its Node's Ready heartbeat) "
+        "(default: %(default)s)",
+    )
     sub.add_argument(
         "--pod-network",
         choices=["host", "netns"],
@@ -613,6 +685,17 @@ def _add_node_flags(sub: argparse.ArgumentParser, *, standalone: bool) -> None:
         default=300.0,
         metavar="SECONDS",
         help="longest wait before a restart (default: %(default)s)",
+    )
+
+
+def _add_grace_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="a node whose last heartbeat is older than this is NotReady and gets no new pods "
+        "(default: %(default)s)",
     )
 
 
@@ -838,27 +921,34 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             _add_dns_flags(sub)
             _add_proxy_flags(sub, node_name=False)
+            _add_grace_flag(sub)
         sub.set_defaults(func=func)
 
     controllers = commands.add_parser(
         "controllers",
-        help="run the Endpoints, EndpointSlice and mirroring controllers against an API server",
-        description="Keep Endpoints and EndpointSlices in step with ready pods, for the API "
-        "server named by the kubeconfig (any Kubernetes-compatible API server).",
+        help="run the Endpoints, EndpointSlice and mirroring controllers and the scheduler",
+        description="Keep Endpoints and EndpointSlices in step with ready pods, place pods on "
+        "Ready nodes (fewest pods first) and mark nodes without a heartbeat NotReady, for the "
+        "API server named by the kubeconfig (any Kubernetes-compatible API server). Run it "
+        "once per cluster.",
     )
     controllers.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
     )
+    _add_grace_flag(controllers)
     controllers.set_defaults(func=cmd_controllers)
 
     _add_node_flags(commands.choices["up"], standalone=False)
     node = commands.add_parser(
         "node",
-        help="run the node agent: pods bound to this node, as local processes",
-        description="Bind unscheduled pods to this node and run their containers' commands, "
-        "with pod IPs, Service variables, readiness probes and restart policies, against the "
-        "API server named by the kubeconfig. Pods keep running when the agent stops; a "
-        "restarted agent adopts them.",
+        help="run one machine of the cluster: node agent, Service proxy and cluster DNS",
+        description="Register this machine as a Node (with a heartbeat) and run the containers "
+        "of the pods placed on it, with pod IPs, Service variables, readiness probes and "
+        "restart policies; next to it the Service proxy and the cluster DNS of this machine "
+        "(--no-proxy, --no-dns to leave them out), all against the API server named by the "
+        "kubeconfig. While no other node is Ready the agent places pods on itself; otherwise "
+        "the scheduler of `kubesvc controllers` does. Pods keep running when the agent stops; "
+        "a restarted agent adopts them.",
     )
     _add_node_flags(node, standalone=True)
     node.set_defaults(func=cmd_node)

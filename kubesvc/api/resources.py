@@ -52,6 +52,7 @@ class Resource:
 
 RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",), (), ("status",)),
+    Resource("", "v1", "nodes", "node", "Node", False, ("no",), (), ("status",)),
     Resource("", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), ("status",)),
     Resource("", "v1", "services", "service", "Service", True, ("svc",), ("all",), ("status",)),
     Resource("", "v1", "endpoints", "endpoints", "Endpoints", True, ("ep",)),

@@ -560,6 +560,63 @@ EVENT_COLUMNS = [
 ]
 
 
+def node_status(node: Obj) -> str:
+    """`Ready`, `NotReady` or `Unknown` (no heartbeat lately), as kubectl shows it."""
+    status = "Unknown"
+    for cond in _dicts(_dict(node.get("status")).get("conditions")):
+        if cond.get("type") == "Ready":
+            status = {"True": "Ready", "False": "NotReady"}.get(
+                _str(cond.get("status")), "NotReady"
+            )
+    if _dict(node.get("spec")).get("unschedulable") is True:
+        status += ",SchedulingDisabled"
+    return status
+
+
+def node_roles(node: Obj) -> str:
+    prefix = "node-role.kubernetes.io/"
+    labels = _dict(_meta(node).get("labels"))
+    roles = sorted(k.removeprefix(prefix) for k in labels if k.startswith(prefix))
+    return ",".join(r for r in roles if r) or NONE
+
+
+def _node_address(node: Obj, kind: str) -> str:
+    for address in _dicts(_dict(node.get("status")).get("addresses")):
+        if address.get("type") == kind:
+            return _str(address.get("address")) or NONE
+    return NONE
+
+
+def _node_cells(obj: Obj, now: datetime) -> list[Any]:
+    info = _dict(_dict(obj.get("status")).get("nodeInfo"))
+    return [
+        _name(obj),
+        node_status(obj),
+        node_roles(obj),
+        _age(obj, now),
+        _str(info.get("kubeletVersion")),
+        _node_address(obj, "InternalIP"),
+        _node_address(obj, "ExternalIP"),
+        _str(info.get("osImage")) or UNKNOWN,
+        _str(info.get("kernelVersion")) or UNKNOWN,
+        _str(info.get("containerRuntimeVersion")) or UNKNOWN,
+    ]
+
+
+NODE_COLUMNS = [
+    NAME_COLUMN,
+    _column("Status", "Ready, NotReady, or Unknown when the node stopped posting its status."),
+    _column("Roles", "The node's roles (node-role.kubernetes.io/ labels)."),
+    AGE_COLUMN,
+    _column("Version", "The node agent's version (status.nodeInfo.kubeletVersion)."),
+    _column("Internal-IP", "The node's InternalIP address.", priority=1),
+    _column("External-IP", "The node's ExternalIP address.", priority=1),
+    _column("OS-Image", "The node's operating system.", priority=1),
+    _column("Kernel-Version", "The node's kernel.", priority=1),
+    _column("Container-Runtime", "What runs the pods.", priority=1),
+]
+
+
 def _generic_cells(obj: Obj, now: datetime) -> list[Any]:
     return [_name(obj), _age(obj, now)]
 
@@ -573,6 +630,7 @@ PRINTERS: dict[str, Printer] = {
     "Endpoints": (ENDPOINTS_COLUMNS, _endpoints_cells),
     "EndpointSlice": (SLICE_COLUMNS, _slice_cells),
     "Namespace": (NAMESPACE_COLUMNS, _namespace_cells),
+    "Node": (NODE_COLUMNS, _node_cells),
     "Event": (EVENT_COLUMNS, _event_cells),
 }
 

@@ -45,6 +45,8 @@ ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 RESTART_POLICIES = ["Always", "Never", "OnFailure"]
 DNS_POLICIES = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 NAMESPACE_PHASES = ["Active", "Terminating"]
+NODE_ADDRESS_TYPES = ["ExternalIP", "Hostname", "InternalIP"]
+CONDITION_STATUSES = ["False", "True", "Unknown"]
 POD_FIELD_REFS = [
     "metadata.annotations",
     "metadata.labels",
@@ -195,6 +197,78 @@ def validate_namespace_update(
 ) -> Errors:
     errs = validate_namespace(new, ctx)
     validate_object_meta_update(new, old, errs)
+    return errs
+
+
+# ------------------------------------------------------------------------ Node
+
+
+def _conditions(value: Any, path: Path, errs: Errors) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(shape.sequence(value, path, errs)):
+        cpath = path.index(i)
+        cond = shape.mapping(item, cpath, errs)
+        kind = shape.string(cond.get("type"), cpath.child("type"), errs)
+        if cond.get("type") is None or kind == "":
+            errs.append(required(cpath.child("type")))
+        elif kind is not None and kind in seen:
+            errs.append(duplicate(cpath.child("type"), kind))
+        elif kind is not None:
+            seen.add(kind)
+        _one_of(cond.get("status"), cpath.child("status"), CONDITION_STATUSES, errs)
+        for key in (
+            "reason",
+            "message",
+            "lastHeartbeatTime",
+            "lastTransitionTime",
+            "lastProbeTime",
+        ):
+            shape.string(cond.get(key), cpath.child(key), errs)
+
+
+def _pod_cidr(value: Any, path: Path, errs: Errors) -> None:
+    text = shape.string(value, path, errs)
+    if not text:
+        return
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        errs.append(invalid(path, text, "must be a valid CIDR value, (e.g. 10.9.8.0/24)"))
+
+
+def validate_node(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Errors:
+    """A Node: its name, pod ranges, addresses (typed) and conditions (one of each type)."""
+    errs: Errors = []
+    validate_object_meta(obj, namespaced=False, name_check=formats.dns1123_subdomain, errs=errs)
+    spec = shape.mapping(obj.get("spec"), Path("spec"), errs)
+    _pod_cidr(spec.get("podCIDR"), Path("spec").child("podCIDR"), errs)
+    cidrs = Path("spec").child("podCIDRs")
+    for i, cidr in enumerate(shape.sequence(spec.get("podCIDRs"), cidrs, errs)):
+        _pod_cidr(cidr, cidrs.index(i), errs)
+    shape.boolean(spec.get("unschedulable"), Path("spec").child("unschedulable"), errs)
+    status = shape.mapping(obj.get("status"), Path("status"), errs)
+    apath = Path("status").child("addresses")
+    for i, item in enumerate(shape.sequence(status.get("addresses"), apath, errs)):
+        address = shape.mapping(item, apath.index(i), errs)
+        _one_of(address.get("type"), apath.index(i).child("type"), NODE_ADDRESS_TYPES, errs)
+        text = shape.string(address.get("address"), apath.index(i).child("address"), errs)
+        if not text:
+            errs.append(required(apath.index(i).child("address")))
+    _conditions(status.get("conditions"), Path("status").child("conditions"), errs)
+    for key in ("capacity", "allocatable"):
+        shape.mapping(status.get(key), Path("status").child(key), errs)
+    return errs
+
+
+def validate_node_update(
+    new: dict[str, Any], old: dict[str, Any], ctx: Context = DEFAULT_CONTEXT
+) -> Errors:
+    errs = validate_node(new, ctx)
+    validate_object_meta_update(new, old, errs)
+    old_cidr = (old.get("spec") or {}).get("podCIDR")
+    new_spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+    if old_cidr and new_spec.get("podCIDR") != old_cidr:
+        errs.append(invalid(Path("spec").child("podCIDR"), new_spec.get("podCIDR"), IMMUTABLE))
     return errs
 
 
@@ -783,6 +857,7 @@ UpdateValidator = Callable[[dict[str, Any], dict[str, Any], Context], Errors]
 
 VALIDATORS: dict[str, tuple[Validator, UpdateValidator]] = {
     "Namespace": (validate_namespace, validate_namespace_update),
+    "Node": (validate_node, validate_node_update),
     "Pod": (validate_pod, validate_pod_update),
     "Service": (validate_service, validate_service_update),
     "Endpoints": (validate_endpoints, validate_endpoints_update),

@@ -535,6 +535,105 @@ _define(
 )
 _list_kind(CORE + "NamespaceList", CORE + "Namespace", "namespaces")
 
+# Node
+_define(
+    CORE + "NodeSpec",
+    "How a node is to be used.",
+    {
+        "podCIDR": _string("The node's pod address range."),
+        "podCIDRs": _strings(
+            "The node's pod address ranges (one per IP family).", strategy="merge"
+        ),
+        "providerID": _string("The node's ID at its provider."),
+        "unschedulable": _bool("Place no new pods on the node."),
+        "taints": _open_list("Taints (kept, not acted on by kubesvc)."),
+    },
+)
+_define(
+    CORE + "NodeAddress",
+    "One address of a node.",
+    {
+        "type": _string("`InternalIP`, `ExternalIP` or `Hostname`.", default=""),
+        "address": _string("The address.", default=""),
+    },
+    required=("type", "address"),
+)
+_define(
+    CORE + "NodeCondition",
+    "One aspect of a node's state.",
+    {
+        "type": _string("The condition's type, e.g. `Ready`.", default=""),
+        "status": _string("`True`, `False` or `Unknown`.", default=""),
+        "lastHeartbeatTime": _time("When the node last reported this condition."),
+        "lastTransitionTime": _time("When the status last changed."),
+        "reason": _string("A CamelCase word for the last transition."),
+        "message": _string("A human-readable account of the last transition."),
+    },
+    required=("type", "status"),
+)
+_define(
+    CORE + "NodeSystemInfo",
+    "What runs on the node.",
+    {
+        key: _string(text, default="")
+        for key, text in (
+            ("machineID", "The machine ID."),
+            ("systemUUID", "The system UUID."),
+            ("bootID", "The boot ID."),
+            ("kernelVersion", "The kernel version (uname -r)."),
+            ("osImage", "The operating system."),
+            ("containerRuntimeVersion", "What runs the pods."),
+            ("kubeletVersion", "The node agent's version."),
+            ("kubeProxyVersion", "The proxy's version."),
+            ("operatingSystem", "The operating system family."),
+            ("architecture", "The CPU architecture."),
+        )
+    },
+)
+_define(
+    CORE + "NodeStatus",
+    "The observed state of a node, written by its node agent.",
+    {
+        "capacity": _quantity_map("The node's resources in total (kubesvc: pods)."),
+        "allocatable": _quantity_map("The node's resources pods may use (kubesvc: pods)."),
+        "phase": _string("Deprecated."),
+        "conditions": _list(
+            _item(CORE + "NodeCondition"),
+            "The node's current conditions; `Ready` says whether it takes pods.",
+            list_type="map",
+            map_keys=("type",),
+            merge_key="type",
+            strategy="merge",
+        ),
+        "addresses": _list(
+            _item(CORE + "NodeAddress"),
+            "The node's addresses.",
+            list_type="",
+            merge_key="type",
+            strategy="merge",
+        ),
+        "daemonEndpoints": _open("Ports of the node's daemons."),
+        "nodeInfo": _ref(CORE + "NodeSystemInfo", "What runs on the node.", default={}),
+        "images": _open_list("Images on the node."),
+        "volumesInUse": _strings("Volumes in use."),
+        "volumesAttached": _open_list("Volumes attached."),
+        "config": _open("The node's dynamic configuration."),
+    },
+)
+_define(
+    CORE + "Node",
+    "A machine that runs pods: a node agent, the proxy and DNS. Its agent registers it and"
+    " posts a heartbeat; without one for a while its Ready condition becomes Unknown and the"
+    " scheduler places no new pods there.",
+    {
+        **_type_meta(),
+        "metadata": _metadata(),
+        "spec": _ref(CORE + "NodeSpec", "How the node is to be used.", default={}),
+        "status": _ref(CORE + "NodeStatus", "The node's observed state.", default={}),
+    },
+)
+_list_kind(CORE + "NodeList", CORE + "Node", "nodes")
+
 # Service
 _define(
     CORE + "ServicePort",

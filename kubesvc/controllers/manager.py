@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from kubesvc.api import nodes
 from kubesvc.client.http import Client
 from kubesvc.client.informer import Informer
 from kubesvc.client.kubeconfig import ClusterAccess
@@ -13,6 +14,7 @@ from kubesvc.controllers.base import Controller
 from kubesvc.controllers.endpoints import EndpointsController
 from kubesvc.controllers.endpointslice import EndpointSliceController
 from kubesvc.controllers.mirroring import EndpointSliceMirroringController
+from kubesvc.controllers.scheduler import Scheduler
 from kubesvc.controllers.slices import DEFAULT_MAX_ENDPOINTS_PER_SLICE
 
 # Informers list everything again this often, so a missed event cannot leave
@@ -25,6 +27,10 @@ class ControllerManager:
     access: ClusterAccess
     workers: int = 4
     max_endpoints_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE
+    # The scheduler places pods on Ready nodes; a node whose heartbeat is older than
+    # node_grace_s is NotReady (its Ready condition Unknown) and gets no new pods.
+    scheduler: bool = True
+    node_grace_s: float = nodes.DEFAULT_GRACE_S
     client: Client = field(init=False)
     informers: dict[str, Informer] = field(init=False, default_factory=dict)
     controllers: list[Controller] = field(init=False, default_factory=list)
@@ -64,6 +70,15 @@ class ControllerManager:
                 workers=min(2, self.workers),
             ),
         ]
+        if self.scheduler:
+            self.controllers.append(
+                Scheduler(
+                    self.client,
+                    self.informer("Pod"),
+                    self.informer("Node"),
+                    grace_s=self.node_grace_s,
+                )
+            )
         for informer in self.informers.values():
             informer.start()
         # Work from a complete picture: a sync before every cache is filled would delete good

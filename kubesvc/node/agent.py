@@ -2,7 +2,9 @@
 
 It is a client of the API like the controllers: one informer on Pods, one
 worker task per pod (keyed by UID), one task per container and one per
-readiness probe. Unscheduled pods are bound to this node (`pods/binding`).
+readiness probe. The agent registers its Node and posts a heartbeat
+(`registration.py`); in a one-node cluster it binds unscheduled pods to itself
+(`pods/binding`, see `placement.py`), otherwise the scheduler places them.
 
 A pod's life here:
 1. its record is made on disk, it gets an IP (and, in namespace mode, its
@@ -37,6 +39,7 @@ from typing import Any
 
 import aiohttp
 
+from kubesvc.api import nodes
 from kubesvc.api.errors import StatusError
 from kubesvc.client.http import APIUnavailable, Client, path_for, resource_for
 from kubesvc.client.informer import Informer
@@ -64,6 +67,7 @@ from kubesvc.node.process import (
     write_json,
 )
 from kubesvc.node.readiness import ProbeError, ProbeTiming, ReadinessState, probe_action
+from kubesvc.node.registration import NodeIdentity, NodeRegistration
 from kubesvc.node.restart import Backoff, plan_restart
 from kubesvc.node.state import ContainerRecord, PodRecord, load_records
 from kubesvc.node.status import ContainerView, pod_status
@@ -114,6 +118,11 @@ class NodeConfig:
     # them when it starts again; kubesvc up stops them, as the whole cluster is going away.
     stop_pods_on_exit: bool = False
     workdir: str = field(default_factory=os.getcwd)  # for containers without workingDir
+    # The Node object: registered at start, its status posted every heartbeat_s; other
+    # nodes count as ready while their heartbeat is younger than node_grace_s.
+    register: bool = True
+    heartbeat_s: float = nodes.DEFAULT_HEARTBEAT_S
+    node_grace_s: float = nodes.DEFAULT_GRACE_S
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -741,6 +750,17 @@ class NodeAgent:
         self.config = config
         self.client = Client(access, user_agent=f"kubesvc-node/{config.node_name}")
         self.pods = Informer(self.client, "Pod", resync_s=RESYNC_S)
+        self.nodes = Informer(self.client, "Node", resync_s=RESYNC_S)
+        self.registration = NodeRegistration(
+            self.client,
+            NodeIdentity(
+                config.node_name,
+                config.node_ip,
+                config.pod_cidr,
+                config.pod_network,
+            ),
+            config.heartbeat_s,
+        )
         self.network: PodNetwork
         if config.pod_network == "netns":
             self.network = NamespaceNetwork(
@@ -780,7 +800,9 @@ class NodeAgent:
         await self.logs.start()
         records = load_records(self.pods_dir)
         self.pods.start()
+        self.nodes.start()
         await self.pods.wait_synced(sync_timeout_s)
+        await self.nodes.wait_synced(sync_timeout_s)
         by_uid = {
             (p.get("metadata") or {}).get("uid"): p
             for p in self.pods.list()
@@ -799,6 +821,10 @@ class NodeAgent:
             worker.start()
         # Replays the cache as ADDED: pods without a record start here.
         self.pods.add_handler(self._on_pod)
+        if self.config.register:
+            # Ready only now that the agent runs what is bound to it.
+            self.registration.ident.log_port = self.logs.port
+            await self.registration.start()
         self.synced = True
         log.info(
             "node %s: %s network, pods from %s, logs on %s; %d pod(s) adopted",
@@ -811,7 +837,9 @@ class NodeAgent:
 
     async def stop(self) -> None:
         self.synced = False
+        await self.registration.stop()
         await self.pods.stop()
+        await self.nodes.stop()
         await asyncio.gather(*(w.shutdown() for w in list(self.workers.values())))
         if self._tasks:
             # Orphans being ended get their time; a bind in flight does not matter.
@@ -855,7 +883,13 @@ class NodeAgent:
             worker = PodWorker(self, new, None)
             self.workers[uid] = worker
             worker.start()
-        elif placement.should_bind(new, self.config.node_name) and uid not in self._binding:
+        elif (
+            placement.should_bind(new, self.config.node_name)
+            and uid not in self._binding
+            and placement.sole_ready_node(
+                self.config.node_name, self.nodes.list(), time.time(), self.config.node_grace_s
+            )
+        ):
             self._binding.add(uid)
             self._spawn(self._bind(new))
 

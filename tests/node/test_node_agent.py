@@ -59,6 +59,9 @@ class Node:
                 NODE,
                 "--pod-cidr",
                 POD_CIDR,
+                # This test is about the agent: the node's proxy and DNS would take fixed ports.
+                "--no-proxy",
+                "--no-dns",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
