@@ -24,20 +24,22 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from kubesvc.client.http import Client
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.kubeconfig import ClusterAccess
+from kubesvc.proxy import iptables, ipvs, nftables
 from kubesvc.proxy.balancer import DEFAULT_DIAL_TIMEOUTS_S, DEFAULT_FAILURE_HOLD_S
 from kubesvc.proxy.metrics import ProxyMetrics
-from kubesvc.proxy.model import ProxyState
+from kubesvc.proxy.model import ProxyBackend, ProxyState
+from kubesvc.proxy.netexec import NetExec
 from kubesvc.proxy.schedulers import SCHEDULERS
 from kubesvc.proxy.sync import Health, SyncLoop, SyncSchedule
 from kubesvc.proxy.userspace import UserspaceConfig, UserspaceProxier
@@ -45,7 +47,8 @@ from kubesvc.proxy.userspace import UserspaceConfig, UserspaceProxier
 Obj = dict[str, Any]
 log = logging.getLogger("kubesvc.proxy")
 
-MODES = ("userspace",)  # iptables, nftables and ipvs come with the kernel modes
+MODES = ("userspace", "iptables", "nftables", "ipvs")
+KERNEL_MODES = ("iptables", "nftables", "ipvs")
 ENDPOINT_KINDS = ("Endpoints", "EndpointSlice")
 
 
@@ -69,6 +72,8 @@ class ProxyConfig:
     udp_idle_timeout_s: float = 30.0
     dial_timeouts_s: tuple[float, ...] = DEFAULT_DIAL_TIMEOUTS_S
     failure_hold_s: float = DEFAULT_FAILURE_HOLD_S
+    # Kernel modes: the network namespace their rules go into (None: the current one).
+    netns: str | None = None
 
     def check(self) -> None:
         """ValueError with a readable message for settings that cannot work."""
@@ -206,16 +211,72 @@ def _rfc3339(wall: float | None) -> str | None:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class ProxyServer:
-    """The model, the userspace backend, the sync loop and the HTTP endpoints, around one source."""
+def choose_mode(
+    requested: str,
+    ipvs_probe: Callable[[], tuple[bool, str]] = ipvs.ipvs_support,
+) -> tuple[str, str]:
+    """(effective mode, why): `ipvs` without kernel support falls back to iptables (the seed's rule)."""
+    if requested != "ipvs":
+        return requested, "as requested"
+    supported, why = ipvs_probe()
+    if supported:
+        return "ipvs", why
+    return "iptables", f"IPVS is not available ({why}); falling back to iptables"
 
-    def __init__(self, config: ProxyConfig, source: Source) -> None:
+
+def kernel_backend(mode: str, config: ProxyConfig) -> ProxyBackend:
+    """The backend of a kernel mode, running its commands in `config.netns`."""
+    executor = NetExec(config.netns)
+    node_name = config.node_name or socket.gethostname()
+    if mode == "iptables":
+        return iptables.IptablesProxier(executor, node_name=node_name)
+    if mode == "nftables":
+        return nftables.NftablesProxier(executor, node_name=node_name)
+    if mode == "ipvs":
+        return ipvs.IpvsProxier(executor, config.node_addresses, config.scheduler, node_name)
+    raise ValueError(f"{mode!r} is not a kernel mode")
+
+
+def cleanup(netns: str | None = None) -> list[str]:
+    """`kubesvc proxy --cleanup`: remove every rule any kernel mode made; what was removed."""
+    executor = NetExec(netns)
+    removed: list[str] = []
+    for name, undo in (
+        ("iptables", iptables.cleanup),
+        ("nftables", nftables.cleanup),
+        ("ipvs", ipvs.cleanup),
+    ):
+        try:
+            removed.extend(undo(executor))
+        except (OSError, RuntimeError) as exc:  # a missing tool means there is nothing of it
+            log.warning("proxy cleanup: %s: %s", name, exc)
+    return removed
+
+
+class ProxyServer:
+    """The model, a backend (userspace or kernel), the sync loop and the HTTP endpoints."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        source: Source,
+        ipvs_probe: Callable[[], tuple[bool, str]] = ipvs.ipvs_support,
+    ) -> None:
         config.check()
         self.config = config
         self.source = source
         self.state = ProxyState()
         self.metrics = ProxyMetrics()
-        self.proxier: UserspaceProxier | None = None
+        self.effective_mode, self.mode_reason = choose_mode(config.mode, ipvs_probe)
+        self.mode_metric = Gauge(
+            "kubesvc_proxy_mode",
+            "1 for the proxy mode in effect (effective), with the one asked for (requested).",
+            ["requested", "effective"],
+            registry=self.metrics.registry,
+        )
+        self.mode_metric.labels(config.mode, self.effective_mode).set(1)
+        self.proxier: UserspaceProxier | None = None  # the userspace backend, when in that mode
+        self.backend: ProxyBackend | None = None
         self.sync: SyncLoop | None = None
         self.healthz_port: int | None = None
         self.metrics_port: int | None = None
@@ -239,12 +300,20 @@ class ProxyServer:
 
     async def start(self) -> None:
         """Listen for health and metrics, start the source and the sync loop (returns at once)."""
-        proxier = UserspaceProxier(self.config.userspace())
-        self.proxier = proxier
-        self.metrics.watch_ports(proxier.iter_ports)
+        if self.effective_mode != self.config.mode:
+            log.warning("proxy: %s", self.mode_reason)
+        backend: ProxyBackend
+        if self.effective_mode == "userspace":
+            proxier = UserspaceProxier(self.config.userspace())
+            self.proxier = proxier
+            self.metrics.watch_ports(proxier.iter_ports)
+            backend = proxier
+        else:
+            backend = kernel_backend(self.effective_mode, self.config)
+        self.backend = backend
         self.sync = SyncLoop(
             self.state,
-            proxier,
+            backend,
             SyncSchedule(self.config.min_sync_period_s, self.config.sync_period_s),
             Health(2 * self.config.sync_period_s),
             ready=lambda: self.source.has_synced,
@@ -268,7 +337,7 @@ class ProxyServer:
         self.sync.start()
         log.info(
             "proxy: %s mode, scheduler %s; healthz on %s, metrics on %s",
-            self.config.mode,
+            self.effective_mode,
             self.config.scheduler,
             self.healthz_port,
             self.metrics_port,
@@ -322,7 +391,11 @@ class ProxyServer:
             "lastUpdated": _rfc3339(health.last_updated_wall if health else None),
             "currentTime": _rfc3339(time.time()),
             "healthy": healthy,
+            "mode": self.config.mode,
+            "effectiveMode": self.effective_mode,
         }
+        if self.effective_mode != self.config.mode:
+            body["details"] = self.mode_reason
         return web.Response(
             status=200 if healthy else 503,
             text=json.dumps(body),
