@@ -732,7 +732,9 @@ def _add_proxy_flags(parser: argparse.ArgumentParser, *, node_name: bool = True)
     parser.add_argument(
         "--proxy-mode",
         default="userspace",
-        help="how Service traffic is carried: userspace (default; the kernel modes come later)",
+        choices=["userspace", "iptables", "nftables", "ipvs"],
+        help="how Service traffic is carried: userspace (default, no root), or the kernel's "
+        "iptables, nftables or IPVS (root; IPVS falls back to iptables where the kernel lacks it)",
     )
     parser.add_argument(
         "--scheduler",
@@ -794,6 +796,12 @@ def _add_proxy_flags(parser: argparse.ArgumentParser, *, node_name: bool = True)
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     """Carry Service traffic from ClusterIPs (and NodePorts) to ready backends."""
+    if args.cleanup:
+        from kubesvc.proxy.server import cleanup
+
+        for removed in cleanup():
+            print(f"removed {removed}")
+        return 0
     access = _cluster_access(args)
     config = _proxy_config(args)
 
@@ -993,6 +1001,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
     )
     _add_proxy_flags(proxy)
+    proxy.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove every iptables, nftables and IPVS rule a kernel mode made, then exit",
+    )
     proxy.set_defaults(func=cmd_proxy)
 
     ver = commands.add_parser("version", help="print kubesvc's version")
