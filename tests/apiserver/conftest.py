@@ -96,21 +96,28 @@ class Cluster:
         raise AssertionError("no viewer token")
 
 
-def start_cluster(data_dir: Path, command: str = "apiserver", *extra: str) -> Cluster:
-    """Run `kubesvc <command>` on a fresh port and wait until its API answers /readyz."""
+def start_cluster(
+    data_dir: Path, command: str = "apiserver", *extra: str, log_name: str = "apiserver.log"
+) -> Cluster:
+    """Run `kubesvc <command>` on a fresh port and wait until its API answers /readyz.
+
+    The log is appended to, so a restart on the same data dir keeps the earlier run's.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = (data_dir / "apiserver.log").open("w")
-    process = subprocess.Popen(
-        [KUBESVC, command, "--data-dir", str(data_dir), "--api-port", "0", *extra],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = data_dir / log_name
     kubeconfig = data_dir / "kubeconfig"
+    kubeconfig.unlink(missing_ok=True)  # a restart must not read the last run's address
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            [KUBESVC, command, "--data-dir", str(data_dir), "--api-port", "0", *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"apiserver exited: {(data_dir / 'apiserver.log').read_text()}")
+            raise AssertionError(f"kubesvc {command} exited: {log_path.read_text()}")
         if kubeconfig.exists():
             config = yaml.safe_load(kubeconfig.read_text())
             cluster = Cluster(
@@ -130,7 +137,7 @@ def start_cluster(data_dir: Path, command: str = "apiserver", *extra: str) -> Cl
                 pass
         time.sleep(0.05)
     stop_cluster(process)
-    raise AssertionError("apiserver did not become ready in 30 s")
+    raise AssertionError(f"kubesvc {command} did not become ready in 30 s")
 
 
 def stop_cluster(process: subprocess.Popen[str]) -> None:
