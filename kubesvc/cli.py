@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from kubesvc.apiserver.app import APIServerConfig, RunningAPIServer
     from kubesvc.client.kubeconfig import ClusterAccess
     from kubesvc.controllers.manager import ControllerManager
-    from kubesvc.dns.server import DNSConfig
+    from kubesvc.dns.server import DNSConfig, DNSServer
     from kubesvc.node.agent import NodeAgent, NodeConfig
-    from kubesvc.proxy.server import ProxyConfig
+    from kubesvc.proxy.server import ProxyConfig, ProxyServer
 
 
 class CLIError(Exception):
@@ -236,8 +236,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.kubeconfig import load_kubeconfig
-        from kubesvc.dns.server import DNSServer
-        from kubesvc.proxy.server import ClusterSource, ProxyServer
 
         api = await _start_apiserver(args)
         api.api.ready = False  # /readyz says ready only once every part has synced
@@ -250,19 +248,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             node = await _start_node(access, node_config)
             closers.append(node.stop)
             api.api.ready_checks.append(lambda: node.synced)
-            dns = DNSServer(dns_config, access=access)
-            try:
-                await dns.start()
-            except OSError as err:
-                raise CLIError(
-                    f"cannot serve DNS on {dns_config.address}:{dns_config.port}: {err.strerror or err}"
-                ) from err
+            dns = await _start_dns(dns_config, access)
             closers.append(dns.close)
-            proxy = ProxyServer(proxy_config, ClusterSource(access))
-            try:
-                await proxy.start()
-            except OSError as err:
-                raise CLIError(f"cannot start the proxy: {err.strerror or err}") from err
+            proxy = await _start_proxy(proxy_config, access)
             closers.append(proxy.close)
             await dns.wait_synced()
             await proxy.wait_synced()
@@ -338,6 +326,32 @@ def cmd_controllers(args: argparse.Namespace) -> int:
     return _run_async(main)
 
 
+async def _start_dns(config: DNSConfig, access: ClusterAccess, hint: str = "") -> DNSServer:
+    """A started DNS server; a port that cannot be bound is one CLIError line."""
+    from kubesvc.dns.server import DNSServer
+
+    server = DNSServer(config, access=access)
+    try:
+        await server.start()
+    except OSError as err:
+        raise CLIError(
+            f"cannot serve DNS on {config.address}:{config.port}: {err.strerror or err}{hint}"
+        ) from err
+    return server
+
+
+async def _start_proxy(config: ProxyConfig, access: ClusterAccess, hint: str = "") -> ProxyServer:
+    """A started proxy; a listener or port that cannot be had is one CLIError line."""
+    from kubesvc.proxy.server import ClusterSource, ProxyServer
+
+    proxy = ProxyServer(config, ClusterSource(access))
+    try:
+        await proxy.start()
+    except OSError as err:
+        raise CLIError(f"cannot start the proxy: {err.strerror or err}{hint}") from err
+    return proxy
+
+
 def _dns_config(args: argparse.Namespace) -> DNSConfig:
     from kubesvc.dns.server import DNSConfig
 
@@ -397,15 +411,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
     config = _dns_config(args)
 
     async def main(stop: asyncio.Event) -> None:
-        from kubesvc.dns.server import DNSServer
-
-        server = DNSServer(config, access=access)
-        try:
-            await server.start()
-        except OSError as err:
-            raise CLIError(
-                f"cannot serve DNS on {config.address}:{config.port}: {err.strerror or err}"
-            ) from err
+        server = await _start_dns(config, access)
         print(
             f"kubesvc DNS for {config.cluster_domain} on {config.address}:{server.port} (udp, tcp), API {access.server}",
             flush=True,
@@ -543,28 +549,11 @@ def cmd_node(args: argparse.Namespace) -> int:
             closers.append(agent.stop)
             parts = [f"  node agent: {_describe_node(config)}; data in {config.data_dir}"]
             if dns_config is not None:
-                from kubesvc.dns.server import DNSServer
-
-                dns = DNSServer(dns_config, access=access)
-                try:
-                    await dns.start()
-                except OSError as err:
-                    raise CLIError(
-                        f"cannot serve DNS on {dns_config.address}:{dns_config.port}: "
-                        f"{err.strerror or err} (--dns-port, or --no-dns)"
-                    ) from err
+                dns = await _start_dns(dns_config, access, " (--dns-port, or --no-dns)")
                 closers.append(dns.close)
                 parts.append(f"  DNS:        {dns_config.address}:{dns.port} (udp, tcp)")
             if proxy_config is not None:
-                from kubesvc.proxy.server import ClusterSource, ProxyServer
-
-                proxy = ProxyServer(proxy_config, ClusterSource(access))
-                try:
-                    await proxy.start()
-                except OSError as err:
-                    raise CLIError(
-                        f"cannot start the proxy: {err.strerror or err} (or --no-proxy)"
-                    ) from err
+                proxy = await _start_proxy(proxy_config, access, " (or --no-proxy)")
                 closers.append(proxy.close)
                 parts.append(f"  proxy:      {proxy_config.mode}, {proxy_config.scheduler}")
             print(
@@ -806,13 +795,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     config = _proxy_config(args)
 
     async def main(stop: asyncio.Event) -> None:
-        from kubesvc.proxy.server import ClusterSource, ProxyServer
-
-        proxy = ProxyServer(config, ClusterSource(access))
-        try:
-            await proxy.start()
-        except OSError as err:
-            raise CLIError(f"cannot start the proxy: {err.strerror or err}") from err
+        proxy = await _start_proxy(config, access)
         print(
             f"kubesvc proxy ({config.mode}, {config.scheduler}) against {access.server}", flush=True
         )
