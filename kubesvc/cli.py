@@ -706,6 +706,7 @@ def _proxy_config(args: argparse.Namespace) -> ProxyConfig:
         node_name=args.node_name,
         node_addresses=tuple(args.node_address or ("127.0.0.1",)),
         endpoints_kind=args.endpoints_kind,
+        iptables_backend=args.iptables_backend,
     )
     try:
         config.check()
@@ -724,6 +725,13 @@ def _add_proxy_flags(parser: argparse.ArgumentParser, *, node_name: bool = True)
         choices=["userspace", "iptables", "nftables", "ipvs"],
         help="how Service traffic is carried: userspace (default, no root), or the kernel's "
         "iptables, nftables or IPVS (root; IPVS falls back to iptables where the kernel lacks it)",
+    )
+    parser.add_argument(
+        "--iptables-backend",
+        default="auto",
+        choices=["auto", "nft", "legacy"],
+        help="iptables mode's backend: auto (default; iptables-legacy when installed, far "
+        "faster at scale), nft (iptables-nft) or legacy",
     )
     parser.add_argument(
         "--scheduler",

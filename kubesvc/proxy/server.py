@@ -74,6 +74,8 @@ class ProxyConfig:
     failure_hold_s: float = DEFAULT_FAILURE_HOLD_S
     # Kernel modes: the network namespace their rules go into (None: the current one).
     netns: str | None = None
+    # iptables mode: "auto" (legacy when its tools are installed), "nft" or "legacy".
+    iptables_backend: str = "auto"
 
     def check(self) -> None:
         """ValueError with a readable message for settings that cannot work."""
@@ -85,6 +87,8 @@ class ProxyConfig:
             raise ValueError(
                 f"unknown scheduler {self.scheduler!r}; use one of {', '.join(SCHEDULERS)}"
             )
+        if self.iptables_backend not in iptables.BACKENDS:
+            raise ValueError(f"iptables backend must be one of {', '.join(iptables.BACKENDS)}")
         if self.endpoints_kind not in ENDPOINT_KINDS:
             raise ValueError(f"endpoints kind must be one of {', '.join(ENDPOINT_KINDS)}")
         if self.min_sync_period_s < 0 or self.sync_period_s <= 0:
@@ -229,7 +233,9 @@ def kernel_backend(mode: str, config: ProxyConfig) -> ProxyBackend:
     executor = NetExec(config.netns)
     node_name = config.node_name or socket.gethostname()
     if mode == "iptables":
-        return iptables.IptablesProxier(executor, node_name=node_name)
+        legacy, why = iptables.choose_backend(config.iptables_backend)
+        log.info("iptables backend: %s (%s)", "legacy" if legacy else "nft", why)
+        return iptables.IptablesProxier(executor, node_name=node_name, legacy=legacy)
     if mode == "nftables":
         return nftables.NftablesProxier(executor, node_name=node_name)
     if mode == "ipvs":
@@ -243,6 +249,7 @@ def cleanup(netns: str | None = None) -> list[str]:
     removed: list[str] = []
     for name, undo in (
         ("iptables", iptables.cleanup),
+        ("iptables-legacy", lambda ex: iptables.cleanup(ex, legacy=True)),
         ("nftables", nftables.cleanup),
         ("ipvs", ipvs.cleanup),
     ):

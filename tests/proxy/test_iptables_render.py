@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from kubesvc.proxy import iptables as ipt
@@ -220,10 +222,47 @@ def test_first_sync_is_full_with_canary_and_jumps() -> None:
     (text,) = restores(fake)
     assert "*mangle\n:KUBE-PROXY-CANARY - [0:0]" in text
     assert ":KUBE-SERVICES - [0:0]" in text
-    checks = [a for a, _ in fake.commands("iptables") if "-C" in a]
-    inserts = [a for a, _ in fake.commands("iptables") if "-I" in a]
-    assert len(checks) == len(ipt.JUMP_RULES) and not inserts  # the fake says every -C holds
+    # The jumps the (empty) iptables-save lacks are inserted by the restore itself, not by
+    # one `iptables -C`/`-I` run each (every run copies the whole table in and out).
+    inserts = [line for line in text.splitlines() if line.startswith("-I ")]
+    assert len(inserts) == len(ipt.JUMP_RULES)
+    assert "-I PREROUTING 1 -m comment --comment kubesvc -j KUBE-SERVICES" in inserts
+    assert not [a for a, _ in fake.commands("iptables") if "-C" in a or "-I" in a]
     assert proxier.full_syncs == 1
+
+
+# iptables-legacy-save keeps the matches in order; iptables-nft-save prints the comment last.
+SAVED_JUMPS_LEGACY = """*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -m comment --comment kubesvc -j KUBE-SERVICES
+-A OUTPUT -m comment --comment kubesvc -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment kubesvc -j KUBE-POSTROUTING
+COMMIT
+*filter
+-A INPUT -m comment --comment kubesvc -m conntrack --ctstate NEW -j KUBE-EXTERNAL-SERVICES
+-A FORWARD -m comment --comment kubesvc -j KUBE-FORWARD
+-A FORWARD -m comment --comment kubesvc -m conntrack --ctstate NEW -j KUBE-EXTERNAL-SERVICES
+-A FORWARD -m comment --comment kubesvc -m conntrack --ctstate NEW -j KUBE-SERVICES
+-A OUTPUT -m comment --comment kubesvc -m conntrack --ctstate NEW -j KUBE-SERVICES
+COMMIT
+"""
+
+
+def test_jumps_already_present_are_not_inserted_again() -> None:
+    assert ipt.missing_jump_lines(SAVED_JUMPS_LEGACY) == {}
+    nft = SAVED_JUMPS_LEGACY.replace(
+        "-m comment --comment kubesvc -m conntrack --ctstate NEW",
+        "-m conntrack --ctstate NEW -m comment --comment kubesvc",
+    )
+    assert ipt.missing_jump_lines(nft) == {}
+    # Another table's rule, or one without our comment, does not count.
+    partial = SAVED_JUMPS_LEGACY.replace(
+        "-A OUTPUT -m comment --comment kubesvc -j KUBE-SERVICES\n", "-A OUTPUT -j KUBE-SERVICES\n"
+    )
+    assert ipt.missing_jump_lines(partial) == {
+        "nat": ["-I OUTPUT 1 -m comment --comment kubesvc -j KUBE-SERVICES"]
+    }
+    assert sum(map(len, ipt.missing_jump_lines(None).values())) == len(ipt.JUMP_RULES)
 
 
 def test_partial_sync_writes_only_the_changed_chains() -> None:
@@ -323,3 +362,67 @@ def test_full_sync_deletes_chains_left_by_an_earlier_run() -> None:
     (text,) = restores(fake)
     assert ":KUBE-SVC-LEFTOVER - [0:0]" in text and "-X KUBE-SVC-LEFTOVER" in text
     assert text.count("*nat") == 1  # one commit for the table
+
+
+def test_backend_choice() -> None:
+    def installed(*names: str) -> Callable[[str], str | None]:
+        return lambda tool: f"/usr/sbin/{tool}" if tool in names else None
+
+    everything = installed("iptables", *ipt.LEGACY_TOOLS)
+    assert ipt.choose_backend("auto", everything)[0] is True
+    legacy, why = ipt.choose_backend("auto", installed("iptables", "iptables-legacy"))
+    assert legacy is False and "iptables-legacy-restore" in why
+    assert ipt.choose_backend("nft", everything)[0] is False
+    assert ipt.choose_backend("legacy", installed())[0] is True  # as asked, even if it will fail
+    with pytest.raises(ValueError):
+        ipt.choose_backend("xtables", everything)
+
+
+def test_backend_flag_reaches_the_config() -> None:
+    from kubesvc.cli import _proxy_config, build_parser
+    from kubesvc.proxy.server import ProxyConfig
+
+    args = build_parser().parse_args(["proxy", "--iptables-backend", "nft"])
+    assert _proxy_config(args).iptables_backend == "nft"
+    assert _proxy_config(build_parser().parse_args(["proxy"])).iptables_backend == "auto"
+    with pytest.raises(ValueError):
+        ProxyConfig(iptables_backend="xtables").check()
+
+
+def test_large_clusters_drop_the_per_endpoint_comments() -> None:
+    # kube-proxy's large-cluster mode: above LARGE_CLUSTER_ENDPOINTS endpoints in all, the
+    # KUBE-SVC-* and KUBE-SEP-* rules carry no comment; KUBE-SERVICES keeps its comments.
+    small = ipt.render(snapshot((WEB, eps("198.18.1.2"))))
+    n = ipt.LARGE_CLUSTER_ENDPOINTS + 1
+    many = tuple(f"198.18.{1 + i // 250}.{1 + i % 250}" for i in range(n))
+    big = ipt.render(snapshot((WEB, eps(*many))))
+    svc = ipt.svc_chain(WEB.name)
+    assert all("-m comment" in r for r in small.nat[svc])
+    assert not any(
+        "-m comment" in r
+        for c, rs in big.nat.items()
+        if c != "KUBE-SERVICES" and c.startswith(("KUBE-SVC-", "KUBE-SEP-"))
+        for r in rs
+    )
+    assert all("-m comment" in r for r in big.nat["KUBE-SERVICES"])
+    assert len(big.nat[svc]) == n
+
+
+def test_partial_sync_rerenders_everything_when_crossing_the_threshold() -> None:
+    proxier, fake = _proxier()
+    other = port("other", "198.19.0.20", 80)
+    s1 = snapshot((WEB, eps("198.18.1.2")), (other, eps("198.18.1.9")))
+    proxier.sync(s1, delta_between(snapshot(), s1))
+    n = ipt.LARGE_CLUSTER_ENDPOINTS + 1
+    many = tuple(f"198.18.{1 + i // 250}.{1 + i % 250}" for i in range(n))
+    s2 = snapshot((WEB, eps(*many)), (other, eps("198.18.1.9")))
+    fake.calls.clear()
+    proxier.sync(s2, delta_between(s1, s2))
+    assert proxier.partial_syncs == 1
+    (text,) = restores(fake)
+    other_svc = ipt.svc_chain(other.name)
+    # The untouched service's chains were rewritten without their comments too.
+    assert f"-A {other_svc} -j " in text
+    assert "-m comment" not in "\n".join(
+        line for line in text.splitlines() if line.startswith(("-A KUBE-SVC-", "-A KUBE-SEP-"))
+    )

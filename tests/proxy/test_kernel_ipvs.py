@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import aiohttp
 import pytest
@@ -127,11 +128,19 @@ async def test_ipvs_request_runs_iptables_and_says_so(caplog: pytest.LogCaptureF
             assert body["mode"] == "ipvs" and body["effectiveMode"] == "iptables"
             assert "no ip_vs" in body["details"]
             assert 'kubesvc_proxy_mode{effective="iptables",requested="ipvs"} 1.0' in metrics
-            assert "198.19.0.10/32" in sh("iptables-save", "-t", "nat", netns=node.ns)
+            # The backend is `auto` (iptables-legacy where installed): look in both.
+            saved = "".join(
+                sh(save, "-t", "nat", netns=node.ns)
+                for save in ("iptables-save", "iptables-legacy-save")
+                if shutil.which(save)
+            )
+            assert "198.19.0.10/32" in saved
         finally:
             await server.close()
         from kubesvc.proxy.server import cleanup
 
         removed = cleanup(node.ns)
         assert any("KUBE-SERVICES" in r for r in removed)
-        assert "KUBE-" not in sh("iptables-save", netns=node.ns)
+        for save in ("iptables-save", "iptables-legacy-save"):
+            if shutil.which(save):
+                assert "KUBE-" not in sh(save, netns=node.ns)
