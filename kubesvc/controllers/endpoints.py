@@ -17,7 +17,7 @@ from kubesvc.client.http import Client
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.controllers import backends
 from kubesvc.controllers.base import Controller, record_event, rfc3339
-from kubesvc.controllers.index import PodLabelIndex, ServiceSelectorIndex
+from kubesvc.controllers.index import ServiceBackends
 from kubesvc.controllers.slices import SKIP_MIRROR_LABEL
 
 Obj = dict[str, Any]
@@ -40,8 +40,7 @@ class EndpointsController(Controller):
         self.services = services
         self.pods = pods
         self.endpoints = endpoints
-        self.index = ServiceSelectorIndex()
-        self.pod_index = PodLabelIndex()
+        self.backing = ServiceBackends()
         # The newest change that made each queued Service need a sync (for the trigger-time annotation).
         self._trigger_times: dict[str, float] = {}
         # The resourceVersion of our last write per key, to tell our own echoes from others' edits.
@@ -55,33 +54,16 @@ class EndpointsController(Controller):
         self.queue.add(key)
 
     def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        if new is None:
-            assert old is not None
-            self.index.remove(object_key(old))
-            self._queue(object_key(old))
-            return
-        self.index.update(new)
-        if kind != "SYNC":
-            self._queue(object_key(new))
+        key = self.backing.service_changed(old, new)
+        if kind == "SYNC":
+            self.queue.add(key)  # a resync is no change: it keeps no trigger time
         else:
-            self.queue.add(object_key(new))
+            self._queue(key)
 
     def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        if kind == "SYNC":
-            return
-        if new is None:
-            assert old is not None
-            self.pod_index.remove(object_key(old))
-        else:
-            self.pod_index.update(new)
-        if old is not None and new is not None and not _pod_change_matters(old, new):
-            return
-        keys: set[str] = set()
-        for pod in (old, new):
-            if pod is not None:
-                keys |= self.index.candidates(pod)
-        for key in keys:
-            self._queue(key)
+        if kind != "SYNC":
+            for key in self.backing.pod_changed(old, new):
+                self._queue(key)
 
     def _on_endpoints(self, kind: str, old: Obj | None, new: Obj | None) -> None:
         # Someone else changed (or deleted) an Endpoints we manage: put it right.
@@ -110,11 +92,7 @@ class EndpointsController(Controller):
         selector = backends.service_selector(service)
         if selector is None:
             return  # the user's Endpoints: not ours to touch
-        pods = [
-            pod
-            for pod_key in self.pod_index.selected(namespace, service["spec"]["selector"])
-            if (pod := self.pods.get(pod_key)) is not None
-        ]
+        pods = self.backing.selected_pods(service, self.pods)
         subsets = backends.endpoints_subsets(service, backends.backends_for(service, pods))
         labels = dict(service["metadata"].get("labels") or {})
         # The EndpointSlice controller writes this Service's slices; mirroring must not.
@@ -172,21 +150,3 @@ def _managed_by_us(endpoints: Obj) -> bool:
     # Endpoints we wrote carry the trigger-time annotation; a user's hand-written ones do not.
     annotations = endpoints["metadata"].get("annotations") or {}
     return backends.TRIGGER_TIME_ANNOTATION in annotations
-
-
-def _pod_change_matters(old: Obj, new: Obj) -> bool:
-    """Only changes that can move a pod in or out of Endpoints queue work."""
-
-    def view(pod: Obj) -> tuple[Any, ...]:
-        status = pod.get("status") or {}
-        return (
-            pod["metadata"].get("labels"),
-            pod["metadata"].get("deletionTimestamp"),
-            status.get("podIP"),
-            status.get("phase"),
-            backends.pod_is_ready(pod),
-            (pod.get("spec") or {}).get("nodeName"),
-            (pod.get("spec") or {}).get("hostname"),
-        )
-
-    return view(old) != view(new)

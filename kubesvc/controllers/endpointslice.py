@@ -19,7 +19,7 @@ from kubesvc.client.http import Client
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.controllers import backends
 from kubesvc.controllers.base import Controller, record_event, rfc3339
-from kubesvc.controllers.index import PodLabelIndex, ServiceSelectorIndex
+from kubesvc.controllers.index import ServiceBackends
 from kubesvc.controllers.slices import (
     DEFAULT_MAX_ENDPOINTS_PER_SLICE,
     SlicePlan,
@@ -262,45 +262,26 @@ class EndpointSliceController(SliceSetController):
         self.services = services
         self.pods = pods
         self.max_endpoints_per_slice = max_endpoints_per_slice
-        self.index = ServiceSelectorIndex()
-        self.pod_index = PodLabelIndex()
+        self.backing = ServiceBackends()
         services.add_handler(self._on_service)
         pods.add_handler(self._on_pod)
 
     def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        if new is None:
-            assert old is not None
-            self.index.remove(object_key(old))
-            self._queue(object_key(old))
-            return
-        self.index.update(new)
+        key = self.backing.service_changed(old, new)
         if kind == "SYNC":
-            self.queue.add(object_key(new))
+            self.queue.add(key)
         else:
-            self._queue(object_key(new))
+            self._queue(key)
 
     def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        if kind == "SYNC":
-            return
-        if new is None:
-            assert old is not None
-            self.pod_index.remove(object_key(old))
-        else:
-            self.pod_index.update(new)
-        if old is not None and new is not None and _pod_view(old) == _pod_view(new):
-            return
-        keys: set[str] = set()
-        for pod in (old, new):
-            if pod is not None:
-                keys |= self.index.candidates(pod)
-        for key in keys:
-            self._queue(key)
+        if kind != "SYNC":
+            for key in self.backing.pod_changed(old, new):
+                self._queue(key)
 
     async def sync(self, key: str) -> None:
         if self.cache_behind(key):
             return
         trigger = self._trigger_times.pop(key, None)
-        namespace = key.partition("/")[0]
         service = self.services.get(key)
         existing = self.owned_slices(key)
         if (
@@ -311,11 +292,7 @@ class EndpointSliceController(SliceSetController):
         ):
             plan = SlicePlan(delete=existing)
         else:
-            pods = [
-                pod
-                for pod_key in self.pod_index.selected(namespace, service["spec"]["selector"])
-                if (pod := self.pods.get(pod_key)) is not None
-            ]
+            pods = self.backing.selected_pods(service, self.pods)
             found = backends.backends_for(service, pods, include_terminating=True)
             plan = plan_slices(
                 service_template(service, self.managed_by),
@@ -338,21 +315,3 @@ class EndpointSliceController(SliceSetController):
                 f"Error updating Endpoint Slices for Service {key}: {err}",
                 self.component,
             )
-
-
-def _pod_view(pod: Obj) -> tuple[Any, ...]:
-    """What of a pod can change its slice endpoints: other changes queue no work."""
-    meta = pod["metadata"]
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    return (
-        meta.get("labels"),
-        meta.get("deletionTimestamp"),
-        status.get("podIP"),
-        status.get("podIPs"),
-        status.get("phase"),
-        backends.pod_is_ready(pod),
-        spec.get("nodeName"),
-        spec.get("hostname"),
-        spec.get("subdomain"),
-    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from kubesvc.client.informer import object_key
+from kubesvc.client.informer import Informer, object_key
+from kubesvc.controllers.backends import pod_is_ready
 
 Obj = dict[str, Any]
 Pair = tuple[str, str, str]  # namespace, label key, label value
@@ -94,3 +95,64 @@ class PodLabelIndex:
         for other in sets[1:]:
             result &= other
         return result
+
+
+class ServiceBackends:
+    """Both indexes, kept from Service and pod events, for a controller of Service backends.
+
+    The Endpoints and EndpointSlice controllers need the same two answers: which
+    Services a pod change concerns, and which pods a Service selects.
+    """
+
+    def __init__(self) -> None:
+        self.services = ServiceSelectorIndex()
+        self.pods = PodLabelIndex()
+
+    def service_changed(self, old: Obj | None, new: Obj | None) -> str:
+        """Index the change; the Service's key."""
+        if new is None:
+            assert old is not None
+            key = object_key(old)
+            self.services.remove(key)
+            return key
+        self.services.update(new)
+        return object_key(new)
+
+    def pod_changed(self, old: Obj | None, new: Obj | None) -> set[str]:
+        """Index the change; the keys of the Services it may concern (none if it cannot matter)."""
+        if new is None:
+            assert old is not None
+            self.pods.remove(object_key(old))
+        else:
+            self.pods.update(new)
+        if old is not None and new is not None and pod_view(old) == pod_view(new):
+            return set()
+        keys: set[str] = set()
+        for pod in (old, new):
+            if pod is not None:
+                keys |= self.services.candidates(pod)
+        return keys
+
+    def selected_pods(self, service: Obj, pods: Informer) -> list[Obj]:
+        """The pods of the Service's namespace its selector matches, from the informer's cache."""
+        namespace = service["metadata"].get("namespace", "")
+        keys = self.pods.selected(namespace, service["spec"]["selector"])
+        return [pod for key in keys if (pod := pods.get(key)) is not None]
+
+
+def pod_view(pod: Obj) -> tuple[Any, ...]:
+    """What of a pod can change its place in Endpoints or slices: other changes queue no work."""
+    meta = pod["metadata"]
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    return (
+        meta.get("labels"),
+        meta.get("deletionTimestamp"),
+        status.get("podIP"),
+        status.get("podIPs"),
+        status.get("phase"),
+        pod_is_ready(pod),
+        spec.get("nodeName"),
+        spec.get("hostname"),
+        spec.get("subdomain"),
+    )
