@@ -27,11 +27,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.needs import unavailable
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -40,10 +41,7 @@ def require_etcd() -> None:
     """Skip (fail under CI=true) when the etcd server is not installed."""
     if os.path.exists(ETCD) and os.access(ETCD, os.X_OK):
         return
-    message = "etcd is not installed (Debian package etcd-server)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable("needs etcd (Debian package etcd-server, installed by `make setup`)")
 
 
 def free_ports(count: int) -> list[int]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
+from tests.needs import require_tools
 from tests.waiting import eventually
 
 SERVICE_CIDR = "127.96.0.0/24"
@@ -228,10 +227,7 @@ def dig(cluster: Cluster, *query: str) -> str:
 
 
 def test_dns_finds_services_by_name_and_named_port(cluster: Cluster) -> None:
-    if shutil.which("dig") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dig (dnsutils) is missing: make setup installs it")
-        pytest.skip("dig (dnsutils) is not installed")
+    require_tools("dig")
     named = SEED_SERVICE.replace("name: my-service", "name: dns-web").replace(
         "- protocol: TCP", "- name: http\n      protocol: TCP"
     )

@@ -7,9 +7,7 @@ process), so the tests can use blocking clients: `dig`, dnspython, raw sockets.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import shutil
 import socket
 import struct
 import subprocess
@@ -36,6 +34,7 @@ from kubesvc.dns.lookup import Lookup
 from kubesvc.dns.server import DNSConfig, DNSServer
 from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
 from tests.dns.fake import cluster_zone, lines
+from tests.needs import require_tools
 from tests.waiting import eventually
 
 HOST = "127.0.0.1"
@@ -134,10 +133,7 @@ def tcp(port: int, name: str, qtype: str) -> dns.message.Message:
 
 
 def dig(port: int, *args: str) -> str:
-    if shutil.which("dig") is None:
-        if os.environ.get("CI") == "true":
-            raise AssertionError("dig is missing (dnsutils)")
-        pytest.skip("dig is not installed (Debian package dnsutils)")
+    require_tools("dig")
     result = subprocess.run(
         ["dig", f"@{HOST}", "-p", str(port), "+tries=1", "+time=3", *args],
         capture_output=True,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.apiserver.conftest import KUBESVC
+from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
 from tests.node.test_netns import CLIENT, SERVER
 
@@ -39,16 +39,7 @@ NODES = {"kmn-a": ("198.18.1.0/24", LINK_A), "kmn-b": ("198.18.2.0/24", LINK_B)}
 
 
 def _require_root() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    why = None
-    if os.geteuid() != 0:
-        why = "two netns nodes need root (network namespaces, veth pairs, bridges)"
-    elif missing:
-        why = f"two netns nodes need {', '.join(missing)}"
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}; CI must be able to run this")
-        pytest.skip(why)
+    require_root_tools(*TOOLS, what="two netns nodes: network namespaces, veth pairs, bridges")
 
 
 def ip(*args: str) -> None:

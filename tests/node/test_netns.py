@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.apiserver.conftest import KUBESVC
+from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
 
 POD_CIDR = "198.18.0.0/24"
@@ -28,16 +28,7 @@ TOOLS = ("ip", "nsenter", "unshare", "kubectl")
 
 
 def _require_root() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    why = None
-    if os.geteuid() != 0:
-        why = "namespace mode needs root (network namespaces, veth pairs, a bridge)"
-    elif missing:
-        why = f"namespace mode needs {', '.join(missing)}"
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why}; CI must be able to run this")
-        pytest.skip(why)
+    require_root_tools(*TOOLS, what="namespace mode: network namespaces, veth pairs, a bridge")
 
 
 @dataclass

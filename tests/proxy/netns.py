@@ -14,7 +14,6 @@ is the backend server and the client the tests start inside namespaces.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import select
 import socket
@@ -32,20 +31,9 @@ BACKEND_PORT = 8080
 
 def require_root_tools(*binaries: str) -> None:
     """Skip (or, under CI=true, fail) unless we are root and `binaries` are installed."""
-    import shutil
+    from tests.needs import require_root_tools as need
 
-    import pytest
-
-    missing = [b for b in ("ip", *binaries) if shutil.which(b) is None]
-    reason = ""
-    if os.geteuid() != 0:
-        reason = "needs root (network namespaces)"
-    elif missing:
-        reason = f"needs {', '.join(missing)} (installed by the Makefile)"
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and this test {reason}")
-        pytest.skip(reason)
+    need("ip", *binaries)
 
 
 def sh(*argv: str, netns: str | None = None, stdin: str | None = None, check: bool = True) -> str:
