@@ -68,7 +68,8 @@ class Informer:
         return self._synced.is_set()
 
     async def wait_synced(self, timeout_s: float | None = None) -> None:
-        await asyncio.wait_for(self._synced.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self._synced.wait()
 
     def get(self, key: str) -> Obj | None:
         return self.cache.get(key)

@@ -329,7 +329,8 @@ class DNSServer:
                 if connection.transport is not None:
                     connection.transport.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 5)
+                async with asyncio.timeout(5):
+                    await self._tcp.wait_closed()
             self._tcp = None
         for task in list(self._forwards):
             task.cancel()

@@ -185,9 +185,11 @@ class Forwarder:
         for host, port in self.upstreams:
             self.sent += 1
             try:
-                answer = await asyncio.wait_for(self._udp(query, host, port), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    answer = await self._udp(query, host, port)
                 if answer.flags & dns.flags.TC:
-                    answer = await asyncio.wait_for(self._tcp(query, host, port), self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):
+                        answer = await self._tcp(query, host, port)
                 return answer
             except (OSError, TimeoutError, EOFError, dns.exception.DNSException) as err:
                 self.failed += 1

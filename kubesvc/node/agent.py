@@ -519,7 +519,8 @@ class PodWorker:
                 self._setup_error = message
                 await self._write_pending(message)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._changed.wait()
                 self._changed.clear()
                 delay = min(delay * 2, SETUP_RETRY_MAX_S)
         if self.terminating or self.record is None:

@@ -148,9 +148,8 @@ async def run(*argv: str, stdin: str | None = None, timeout_s: float = 10.0) -> 
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if stdin is not None else None), timeout_s
-        )
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -282,7 +281,8 @@ class NamespaceNetwork:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(sandbox.pause.pid, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(started.wait(), 10)
+                async with asyncio.timeout(10):
+                    await started.wait()
         if sandbox.veth:
             with contextlib.suppress(NetworkError):  # usually gone with the namespace already
                 await run("ip", "link", "del", "dev", sandbox.veth)

@@ -57,9 +57,8 @@ async def _http(
 
 async def _tcp(check: TCPCheck, timeout_s: float) -> tuple[bool, str]:
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(check.host, check.port), timeout_s
-        )
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(check.host, check.port)
     except TimeoutError:
         return False, f"dial tcp {check.host}:{check.port}: i/o timeout"
     except OSError as err:
@@ -87,7 +86,8 @@ async def _exec(
     except OSError as err:
         return False, f"cannot run {check.command[0]!r}: {err.strerror or err}"
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            out, _ = await proc.communicate()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

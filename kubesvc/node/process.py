@@ -167,11 +167,13 @@ async def stop_group(started: Started, grace_s: float) -> None:
     """SIGTERM the process group, wait up to `grace_s`, then SIGKILL and wait for the end."""
     signal_group(started.ref, signal.SIGTERM)
     try:
-        await asyncio.wait_for(started.wait(), timeout=max(grace_s, 0.0))
+        async with asyncio.timeout(max(grace_s, 0.0)):
+            await started.wait()
         return
     except TimeoutError:
         pass
     signal_group(started.ref, signal.SIGKILL)
     # SIGKILL cannot be refused; the bound only guards against a process stuck in the kernel.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(started.wait(), timeout=10)
+        async with asyncio.timeout(10):
+            await started.wait()

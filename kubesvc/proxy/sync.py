@@ -148,13 +148,15 @@ class SyncLoop:
             if due > now:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due - now)
+                    async with asyncio.timeout(due - now):
+                        await self._wake.wait()
                 continue
             if not self.ready():
                 # Nothing listed yet: a sync now would remove everything; look again shortly.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.05)
+                    async with asyncio.timeout(0.05):
+                        await self._wake.wait()
                 continue
             self.sync_now()
             await asyncio.sleep(0)  # a sync is synchronous: let the data path run between two
