@@ -33,6 +33,8 @@ Obj = dict[str, Any]
 NAMESPACES = BY_KIND["Namespace"]
 SERVICES = BY_KIND["Service"]
 PODS = BY_KIND["Pod"]
+# An unconditional delete of an object that keeps changing under it gives up after this many reads.
+DELETE_ATTEMPTS = 20
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 PATCH_MERGE = "application/merge-patch+json"
@@ -489,18 +491,15 @@ class Rest:
         dry_run: bool = False,
         grace_period_s: int | None = None,
     ) -> Obj:
-        """Delete the object (a pod on a node: mark it, see `_delete_gracefully`)."""
+        """Delete the object (a pod on a node: mark it, see `_delete_gracefully`).
+
+        Without a resourceVersion precondition the delete is of whatever the
+        object is now: if it changes between our read and the write (a node
+        agent's status update, say), it is read again and the decision made
+        again, as the Kubernetes API server does; only the caller's own
+        preconditions give 409.
+        """
         key = resource.key(namespace, name)
-        async with self._translated(resource, name):
-            current = await self.store.get(key)
-        if preconditions.uid and preconditions.uid != current["metadata"].get("uid"):
-            raise errors.conflict(
-                resource.plural,
-                name,
-                f"Precondition failed: UID in precondition: {preconditions.uid}, UID in object meta: "
-                f"{current['metadata'].get('uid')}",
-                resource.group or None,
-            )
         expected = None
         if preconditions.resource_version:
             try:
@@ -509,24 +508,61 @@ class Rest:
                 raise errors.bad_request(
                     f"invalid resourceVersion precondition: {preconditions.resource_version!r}"
                 ) from None
-        if dry_run:
-            return current
+        for _ in range(DELETE_ATTEMPTS):
+            async with self._translated(resource, name):
+                current = await self.store.get(key)
+            if preconditions.uid and preconditions.uid != current["metadata"].get("uid"):
+                raise errors.conflict(
+                    resource.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {preconditions.uid}, "
+                    f"UID in object meta: {current['metadata'].get('uid')}",
+                    resource.group or None,
+                )
+            if dry_run:
+                return current
+            try:
+                return await self._delete_current(
+                    resource, key, name, current, expected, grace_period_s
+                )
+            except store_errors.Conflict as err:
+                if expected is not None or err.key != key:
+                    raise store_errors.to_status_error(
+                        err, resource.plural, name, resource.group or None
+                    ) from err
+        raise errors.conflict(
+            resource.plural, name, "the object keeps changing; try again", resource.group or None
+        )
+
+    async def _delete_current(
+        self,
+        resource: Resource,
+        key: str,
+        name: str,
+        current: Obj,
+        expected: int | None,
+        grace_period_s: int | None,
+    ) -> Obj:
+        """One attempt at `delete`; store.Conflict when `current` is no longer current."""
         if resource is PODS and expected in (None, resource_version_of(current)):
             marked = await self._delete_gracefully(key, name, current, grace_period_s)
             if marked is not None:
                 return marked
         if resource is NAMESPACES:
             await self._empty_namespace(name)
+        rv = expected if expected is not None else resource_version_of(current)
         allocator = self._allocates(resource)
-        async with self._translated(resource, name):
+        try:
             if allocator is not None:
                 # The Service and its allocation records go in one transaction.
-                return await allocator.delete(
-                    key, current, expected if expected is not None else resource_version_of(current)
-                )
-            return await self.store.delete(
-                key, expected_rv=expected if expected is not None else resource_version_of(current)
-            )
+                return await allocator.delete(key, current, rv)
+            return await self.store.delete(key, expected_rv=rv)
+        except store_errors.Conflict:
+            raise
+        except store_errors.StorageError as err:
+            raise store_errors.to_status_error(
+                err, resource.plural, name, resource.group or None
+            ) from err
 
     async def _delete_gracefully(
         self, key: str, name: str, current: Obj, grace_period_s: int | None

@@ -938,12 +938,26 @@ class NodeAgent:
                 log.info("pod %s/%s: stopped and removed", namespace, name)
                 return
             except StatusError as err:
-                if err.code in (404, 409):  # gone already, or a new pod of that name
-                    return
+                if err.code == 404:
+                    return  # gone already
+                if err.code == 409 and not await self._still_there(path, uid):
+                    return  # a new pod of that name took its place
                 log.warning("pod %s/%s: cannot remove: %s", namespace, name, err.message)
             except APIUnavailable:
                 pass
             await asyncio.sleep(0.2 * 2 ** min(attempt, 5))
+        # Let a later event of this pod start a worker that tries again.
+        self._finished.discard(uid)
+        log.warning("pod %s/%s: stopped, but the API did not take its removal", namespace, name)
+
+    async def _still_there(self, path: str, uid: str | None) -> bool:
+        try:
+            pod = await self.client.request("GET", path)
+        except StatusError as err:
+            return err.code != 404
+        except APIUnavailable:
+            return True
+        return (pod.get("metadata") or {}).get("uid") == uid
 
     async def _remove_orphan(self, record: PodRecord) -> None:
         log.info(
