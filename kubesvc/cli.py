@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -180,6 +182,15 @@ def _storage_flags(args: argparse.Namespace) -> tuple[str, Any]:
     )
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: where every task waits, on stderr (what a stuck process is doing)."""
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} asyncio tasks (SIGUSR1)", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def _run_async(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     """Run `main(stop)` on uvloop (when present) until SIGINT/SIGTERM sets `stop`."""
     try:
@@ -194,6 +205,7 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         await main(stop)
 
     asyncio.run(runner())
@@ -262,8 +274,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"  controllers:  endpoints, endpointslices, mirroring, scheduler\n"
                 f"  node:         {node_config.node_name} ({_describe_node(node_config)})\n"
                 f"  DNS:          {dns_config.address}:{dns.port} (udp, tcp), zone {dns_config.cluster_domain}\n"
-                f"  proxy:        {proxy_config.mode}, scheduler {proxy_config.scheduler}: "
-                f"every ClusterIP:port answers here\n"
+                f"  proxy:        {_describe_proxy(proxy)}\n"
                 f"  kubeconfig:   {api.kubeconfig}\n"
                 f"  try:          kubectl --kubeconfig {api.kubeconfig} get services -A\n"
                 f"                dig -p {dns.port} @{dns_config.address} kubernetes.default.svc.{dns_config.cluster_domain}",
@@ -499,6 +510,15 @@ def _pods_nameserver(args: argparse.Namespace) -> str | None:
     return str(ip)
 
 
+def _describe_proxy(proxy: ProxyServer) -> str:
+    mode, scheduler = proxy.effective_mode, proxy.config.scheduler
+    if mode == "userspace":
+        return f"userspace, scheduler {scheduler}: every ClusterIP:port answers here"
+    fallback = f" ({proxy.mode_reason})" if mode != proxy.config.mode else ""
+    chooser = f"scheduler {scheduler}" if mode == "ipvs" else "a random ready backend"
+    return f"{mode} rules, {chooser}{fallback}; `kubesvc proxy --cleanup` removes them"
+
+
 def _describe_node(config: NodeConfig) -> str:
     network = "host network" if config.pod_network == "host" else f"netns on {config.bridge}"
     return f"{network}, pod IPs from {config.pod_cidr}"
@@ -555,7 +575,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             if proxy_config is not None:
                 proxy = await _start_proxy(proxy_config, access, " (or --no-proxy)")
                 closers.append(proxy.close)
-                parts.append(f"  proxy:      {proxy_config.mode}, {proxy_config.scheduler}")
+                parts.append(f"  proxy:      {_describe_proxy(proxy)}")
             print(
                 f"kubesvc node {config.node_name} running against {access.server}\n"
                 + "\n".join(parts),
@@ -820,11 +840,25 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _env_log_level() -> str:
+    level = os.environ.get("KUBESVC_LOG_LEVEL", "").lower()
+    return level if level in LOG_LEVELS else "warning"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubesvc", description="Kubernetes Services, without Kubernetes."
     )
     parser.add_argument("--version", action="version", version=f"kubesvc {_version()}")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=_env_log_level(),
+        help="what the parts log to stderr (default: $KUBESVC_LOG_LEVEL, else %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     validate = commands.add_parser(
@@ -1006,6 +1040,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         return int(args.func(args))
     except CLIError as err:
