@@ -102,3 +102,22 @@ def test_a_missing_kubeconfig_is_one_readable_line(tmp_path: Path) -> None:
             result.stderr.strip()
             == f"kubesvc: cannot read kubeconfig {tmp_path / 'none'}: No such file or directory"
         )
+
+
+def test_log_level_and_a_task_dump_on_sigusr1(cluster: Cluster, tmp_path: Path) -> None:
+    log, kubeconfig = tmp_path / "dns.log", str(cluster.kubeconfig)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [KUBESVC, "--log-level", "info", "dns", "--dns-port", "0", "--kubeconfig", kubeconfig],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        eventually(lambda: "INFO kubesvc.dns: dns: serving" in log.read_text(), what="info log")
+        os.kill(process.pid, signal.SIGUSR1)
+        eventually(lambda: "asyncio tasks (SIGUSR1)" in log.read_text(), what="task dump")
+        assert "informer:Service" in log.read_text()
+        assert process.poll() is None  # a dump, not an exit
+    finally:
+        assert stop(process) == 0, log.read_text()
