@@ -34,6 +34,7 @@ from kubesvc.apiserver.rest import (
     Rest,
     WriteOptions,
 )
+from kubesvc.storage import errors as store_errors
 
 log = logging.getLogger("kubesvc.apiserver")
 
@@ -195,6 +196,14 @@ class APIServer:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             raise
+        except (
+            store_errors.Unavailable,
+            store_errors.Indeterminate,
+            store_errors.StoreClosed,
+        ) as err:
+            # The storage, not the request, is at fault: 503/504, which clients retry.
+            log.warning("%s %s: %s", request.method, request.path, err)
+            return _status_response(store_errors.to_status_error(err, "", ""))
         except Exception as exc:  # the last line of defence: a Status, never a stack trace
             log.exception("internal error serving %s %s", request.method, request.path)
             return _status_response(errors.internal_error(exc))

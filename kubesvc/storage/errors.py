@@ -69,6 +69,14 @@ class Conflict(StorageError):
         self.operation = operation
 
 
+class Unavailable(StorageError):
+    """No member of the store answered in time; the request was not applied (HTTP 503)."""
+
+
+class Indeterminate(StorageError):
+    """A write reached the store but its answer was lost: it may or may not be applied (504)."""
+
+
 class Expired(StorageError):
     """The requested resourceVersion is older than the kept event history (HTTP 410).
 
@@ -105,4 +113,12 @@ def to_status_error(
         return api_errors.expired(err.requested_rv, err.oldest_rv)
     if isinstance(err, StoreClosed):
         return api_errors.service_unavailable("storage is shutting down")
+    if isinstance(err, Unavailable):
+        # A client may retry: nothing was applied.
+        return api_errors.StatusError(503, f"storage unavailable: {err}", retry_after_s=1)
+    if isinstance(err, Indeterminate):
+        # Kubernetes' answer when etcd does not confirm a write in time; read before retrying.
+        return api_errors.StatusError(
+            504, f"Timeout: request did not complete within the allowed duration ({err})"
+        )
     return api_errors.internal_error(err)

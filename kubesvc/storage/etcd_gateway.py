@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from kubesvc.storage.errors import StorageError, StoreClosed
+from kubesvc.storage.errors import Indeterminate, StorageError, StoreClosed, Unavailable
 
 log = logging.getLogger("kubesvc.storage.etcd")
 
@@ -88,14 +88,6 @@ class EtcdError(StorageError):
         if "database space exceeded" in self.etcd_message:
             return False
         return self.code in (UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE)
-
-
-class Unavailable(StorageError):
-    """No etcd member answered in time; the request was not applied."""
-
-
-class Indeterminate(StorageError):
-    """A write reached etcd but its answer was lost: it may or may not have been applied."""
 
 
 @dataclass(frozen=True, slots=True)

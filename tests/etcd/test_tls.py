@@ -80,6 +80,12 @@ def test_apiserver_flags_for_etcd_over_tls(
         # /readyz follows etcd: not ready while no member is there, ready again after.
         etcd.kill(0)
         assert readyz_becomes(server, 503)
+        # Requests meanwhile say the storage is unavailable (503, which clients retry), not 500.
+        status, answer, _ = server.request("GET", "/api/v1/namespaces/default/services/over-tls")
+        assert (status, answer["reason"]) == (503, "ServiceUnavailable"), answer
+        body = {"metadata": {"name": "while-down"}, "spec": {"ports": [{"port": 80}]}}
+        status, answer, _ = server.request("POST", "/api/v1/namespaces/default/services", body)
+        assert (status, answer["reason"]) == (503, "ServiceUnavailable"), answer
         etcd.restart(0)
         assert readyz_becomes(server, 200)
     finally:
