@@ -69,9 +69,11 @@ async def test_two_servers_on_one_store_never_share_a_value(store: SqliteStore) 
     made = [r for r in results if isinstance(r, dict)]
     failed = [r for r in results if isinstance(r, StatusError)]
     # The node-port range (20) is smaller than the IP range (30): it runs out first.
+    # (A request may also find every IP held for a moment by requests still in
+    # flight, which then fail on their node port; both are "range is full".)
     assert len(made) == PORTS.size
     assert {e.code for e in failed} == {422}
-    assert all("failed to allocate a nodePort: range is full" in e.message for e in failed)
+    assert all("range is full" in e.message for e in failed), [e.message for e in failed]
     ips = [s["spec"]["clusterIP"] for s in made]
     node_ports = [s["spec"]["ports"][0]["nodePort"] for s in made]
     assert len(set(ips)) == len(ips) and len(set(node_ports)) == len(node_ports)
