@@ -4,6 +4,7 @@ Root only. For nftables and iptables mode (iptables-nft, the system's default
 here, and iptables-legacy), in a network namespace of its own
 (`kst-bench-…`, deleted at the end; the host's rules are never touched):
 - full: the first sync of N Services × E endpoints (everything written);
+- resync: a later full sync over those rules (hourly, or after a failure);
 - one-endpoint: then one endpoint of one Service replaced (a partial sync),
   median of several changes.
 Rule generation (`render_s`) and apply (`apply_s`, the iptables-restore / nft
@@ -84,6 +85,14 @@ def run(mode: str, n_services: int, n_eps: int, rounds: int) -> list[dict[str, o
         base = {"mode": mode, "services": n_services, "endpoints": n_eps}
         out.append(
             {**base, "figure": "full", **_rounded(proxier.timings), "total_s": round(total, 4)}
+        )
+        # A later full sync (periodic, or after a failure) over the rules already there.
+        proxier.needs_full = True
+        started = time.perf_counter()
+        proxier.sync(snap, SyncDelta())
+        total = time.perf_counter() - started
+        out.append(
+            {**base, "figure": "resync", **_rounded(proxier.timings), "total_s": round(total, 4)}
         )
         figures: dict[str, list[float]] = {"render_s": [], "apply_s": [], "total_s": []}
         for r in range(rounds):
