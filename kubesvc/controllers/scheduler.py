@@ -14,8 +14,12 @@ Node lifecycle: every tick, a node whose heartbeat is older than the grace
 period gets its `Ready` condition set to `Unknown` (reason
 `NodeStatusUnknown`, as Kubernetes' node lifecycle controller does); it gets
 no new pods from then on (the scheduler already skips a node whose heartbeat
-is stale, without waiting for that write). Pods already on the node are left
-as they are: they are not marked NotReady nor evicted (see docs/multinode.md).
+is stale, without waiting for that write). The pods on a node whose `Ready`
+is not True have their own `Ready` condition set to False (reason
+`NodeNotReady`, with a Warning Event), as Kubernetes' node lifecycle
+controller does, so the Endpoints controllers take them out of every Service
+at once; when the node is back, its agent writes the pods' real status again.
+They are not evicted (see docs/multinode.md).
 """
 
 from __future__ import annotations
@@ -119,6 +123,40 @@ def unknown_ready_condition(node: Obj, now: float) -> list[Obj]:
         },
     )
     return conditions
+
+
+def pod_ready_true(pod: Obj) -> bool:
+    return any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def not_ready_conditions(pod: Obj, now: float) -> list[Obj]:
+    """The pod's conditions with `Ready` False: its node stopped answering for it."""
+    conditions = []
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            cond = {
+                **cond,
+                "status": "False",
+                "reason": "NodeNotReady",
+                "message": "The node this pod runs on is not ready.",
+                "lastTransitionTime": nodes.rfc3339(now),
+            }
+        conditions.append(copy.deepcopy(cond))
+    return conditions
+
+
+def pods_to_mark_not_ready(pods: Iterable[Obj], node_names: set[str]) -> list[Obj]:
+    """Unfinished pods on those nodes that still say they are Ready."""
+    return [
+        pod
+        for pod in pods
+        if (pod.get("spec") or {}).get("nodeName") in node_names
+        and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+        and pod_ready_true(pod)
+    ]
 
 
 # ---------------------------------------------------------------- controller
@@ -227,11 +265,14 @@ class Scheduler(Controller):
     # ------------------------------------------------------- node lifecycle
 
     async def check_nodes(self) -> None:
-        """Turn the Ready condition of nodes without a recent heartbeat Unknown."""
+        """Turn the Ready condition of nodes without a recent heartbeat Unknown, and
+        their pods NotReady."""
         now = time.time()
+        down: set[str] = set()
         for node in self.nodes.list():
             cond = nodes.ready_condition(node)
-            if cond is not None and cond.get("status") == "Unknown":
+            if cond is not None and cond.get("status") in ("Unknown", "False"):
+                down.add(nodes.name_of(node))
                 continue
             if not nodes.heartbeat_expired(node, now, self.grace_s):
                 continue
@@ -252,9 +293,35 @@ class Scheduler(Controller):
                     nodes.name_of(node),
                     self.grace_s,
                 )
+                down.add(nodes.name_of(node))
             except (StatusError, APIUnavailable) as err:
                 # 409: a heartbeat came in meanwhile; the next tick looks again.
                 log.info("node %s: cannot mark Unknown: %s", nodes.name_of(node), err)
+        for pod in pods_to_mark_not_ready(self.pods.list(), down):
+            await self._mark_not_ready(pod, now)
+
+    async def _mark_not_ready(self, pod: Obj, now: float) -> None:
+        meta = pod.get("metadata") or {}
+        patch = {
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "status": {"conditions": not_ready_conditions(pod, now)},
+        }
+        try:
+            await self.client.patch(
+                "Pod", meta.get("name"), patch, meta.get("namespace"), subresource="status"
+            )
+        except (StatusError, APIUnavailable) as err:
+            # 409: the pod changed (its agent is back?); the next tick looks again.
+            log.info("pod %s: cannot mark NotReady: %s", object_key(pod), err)
+            return
+        log.warning(
+            "pod %s: its node %s is not ready; the pod is NotReady",
+            object_key(pod),
+            (pod.get("spec") or {}).get("nodeName"),
+        )
+        await record_event(
+            self.client, pod, "Warning", "NodeNotReady", "Node is not ready", "node-controller"
+        )
 
     async def _tick(self) -> None:
         while True:

@@ -434,6 +434,14 @@ class ContainerWorker:
             await asyncio.sleep(timing.period_s)
 
 
+def _ready(status: Obj | None) -> str | None:
+    """The status of a pod status's Ready condition."""
+    for cond in (status or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            return cond.get("status")
+    return None
+
+
 class PodWorker:
     """One pod on this node, from its start to its removal."""
 
@@ -457,6 +465,11 @@ class PodWorker:
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        if self._last_status is not None and _ready(pod.get("status")) != _ready(self._last_status):
+            # Someone else wrote our pod's readiness (the node lifecycle marks the pods of
+            # a node it thought gone NotReady): write what this agent sees again.
+            self._last_status = None
+            self._dirty.set()
         self._changed.set()
 
     def vanished(self) -> None:

@@ -1,7 +1,8 @@
 """Two `kubesvc node` processes (host mode, their own loopback pod ranges) against one API
 server, with `kubesvc controllers` placing pods: nodes register and stay Ready by heartbeat,
 `kubectl get nodes` lists them, pods go to the node with the fewest pods, and a node that
-stops its heartbeat goes NotReady and gets no new pods."""
+stops its heartbeat goes NotReady, its pods leave their Services' ready addresses, and it
+gets no new pods."""
 
 from __future__ import annotations
 
@@ -26,7 +27,15 @@ from tests.multinode.conftest import (
     pod_counts,
     ready_status,
 )
-from tests.node.conftest import create, eventually, kill_leftovers, pod, pod_status
+from tests.node.conftest import (
+    PYTHON,
+    create,
+    eventually,
+    kill_leftovers,
+    pod,
+    pod_status,
+    service,
+)
 
 _NET = ipaddress.ip_network(API_POD_CIDR)
 _SUBNETS = [str(net) for net in _NET.subnets(2)]
@@ -191,9 +200,32 @@ def test_a_pod_no_node_can_take_waits_with_an_event(setup: Setup) -> None:
     assert eventually(lambda: bound_node(api, "mn-nofit", "nowhere")) == "mn-b"
 
 
+def pod_ip(api: Cluster) -> str:
+    return str(get_json(api, "pod", "web-b", "-n", "mn-down")["status"].get("podIP", ""))
+
+
+def endpoint_ips(api: Cluster) -> tuple[list[str], list[str]]:
+    """The web-b Service's (ready, not ready) addresses."""
+    subsets = get_json(api, "endpoints", "web-b", "-n", "mn-down").get("subsets") or []
+    ready = [a["ip"] for s in subsets for a in s.get("addresses") or []]
+    not_ready = [a["ip"] for s in subsets for a in s.get("notReadyAddresses") or []]
+    return ready, not_ready
+
+
 def test_a_node_without_heartbeat_goes_not_ready_and_gets_no_new_pods(setup: Setup) -> None:
     api = setup.api
     api.kubectl("create", "namespace", "mn-down")
+    # A Service backed by a pod on mn-b, ready by its probe.
+    web = pod(
+        "web-b",
+        [PYTHON, "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
+        labels={"app": "web-b"},
+        nodeSelector={"kubernetes.io/hostname": "mn-b"},
+        readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+    )
+    create(api, web, "mn-down")
+    create(api, service("web-b", 8080, selector={"app": "web-b"}), "mn-down")
+    eventually(lambda: endpoint_ips(api) == ([pod_ip(api)], []), 20, what="web-b ready")
     # mn-a gets more pods than mn-b first: the new pods below go there all the same.
     counts = pod_counts(api, NAMES)
     for i in range(counts["mn-b"] - counts["mn-a"] + 1):
@@ -217,6 +249,15 @@ def test_a_node_without_heartbeat_goes_not_ready_and_gets_no_new_pods(setup: Set
         for line in api.kubectl("get", "nodes").stdout.splitlines()[1:]
     }
     assert rows == {"mn-a": "Ready", "mn-b": "NotReady"}
+    # Its pod is NotReady now, and out of the Service's ready addresses.
+    ip = pod_ip(api)
+    eventually(lambda: endpoint_ips(api) == ([], [ip]), 10, what="web-b out of Endpoints")
+    ready = next(
+        c
+        for c in get_json(api, "pod", "web-b", "-n", "mn-down")["status"]["conditions"]
+        if c["type"] == "Ready"
+    )
+    assert (ready["status"], ready["reason"]) == ("False", "NodeNotReady")
     # Even though mn-a runs more pods, every new pod goes to mn-a.
     for i in range(3):
         create(api, pod(f"after-{i}", ["sleep", "300"]), "mn-down")
@@ -225,5 +266,7 @@ def test_a_node_without_heartbeat_goes_not_ready_and_gets_no_new_pods(setup: Set
     # Back again: Ready, and it takes pods once more (it has the fewest).
     setup.nodes["mn-b"].start()
     eventually(lambda: ready_status(nodes_by_name(api)["mn-b"]) == "True", 10, what="mn-b Ready")
+    # Its agent writes the pod's real readiness again: back in the Service.
+    eventually(lambda: endpoint_ips(api) == ([ip], []), 15, what="web-b back in Endpoints")
     create(api, pod("back", ["sleep", "300"]), "mn-down")
     assert eventually(lambda: bound_node(api, "mn-down", "back")) == "mn-b"

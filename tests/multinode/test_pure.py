@@ -11,7 +11,9 @@ import pytest
 from kubesvc.api import nodes, tables, validation
 from kubesvc.controllers.scheduler import (
     choose_node,
+    not_ready_conditions,
     pods_per_node,
+    pods_to_mark_not_ready,
     unknown_ready_condition,
     wants_scheduling,
 )
@@ -187,3 +189,36 @@ def test_the_node_table_row() -> None:
     assert row[:6] == ["n1", "Ready", "worker", "5m", "v0.1.0", "198.18.0.1"]
     assert tables.node_status(node("x", ready="Unknown")) == "NotReady"
     assert tables.node_status({"metadata": {"name": "x"}}) == "Unknown"
+
+
+def _pod_on(node: str, ready: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"p-{node}-{ready}-{phase}", "namespace": "default"},
+        "spec": {"nodeName": node},
+        "status": {
+            "phase": phase,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            ],
+        },
+    }
+
+
+def test_only_ready_unfinished_pods_of_down_nodes_are_marked() -> None:
+    pods = [
+        _pod_on("down", "True"),
+        _pod_on("down", "False"),
+        _pod_on("down", "True", phase="Succeeded"),
+        _pod_on("up", "True"),
+    ]
+    marked = pods_to_mark_not_ready(pods, {"down"})
+    assert [p["metadata"]["name"] for p in marked] == ["p-down-True-Running"]
+
+
+def test_the_ready_condition_turns_false_and_the_others_stay() -> None:
+    conditions = not_ready_conditions(_pod_on("down", "True"), NOW)
+    assert conditions[0] == {"type": "PodScheduled", "status": "True"}
+    assert conditions[1]["status"] == "False"
+    assert conditions[1]["reason"] == "NodeNotReady"
+    assert conditions[1]["lastTransitionTime"] == nodes.rfc3339(NOW)
