@@ -891,6 +891,7 @@ class UserspaceProxier:
         self.ports: dict[ServicePortName, PortProxy] = {}
         self.listeners: dict[ListenKey, Listener] = {}
         self.bind_errors: dict[ListenKey, str] = {}
+        self._unsupported: set[ServicePortName] = set()  # warned about once
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._schedule_sweep()
@@ -919,7 +920,16 @@ class UserspaceProxier:
         for name in sorted(snapshot.services):
             info = snapshot.services[name]
             if info.protocol not in ("TCP", "UDP"):
-                continue  # SCTP: not in userspace mode
+                # SCTP: the userspace mode carries TCP and UDP only (as kube-proxy's did).
+                if name not in self._unsupported:
+                    self._unsupported.add(name)
+                    log.warning(
+                        "proxy: %s is %s: not carried in userspace mode "
+                        "(use --proxy-mode iptables or nftables)",
+                        name,
+                        info.protocol,
+                    )
+                continue
             for ip in info.cluster_ips:
                 want((ip, info.port, info.protocol), name, False)
             for ip in info.external_ips + info.load_balancer_ips:

@@ -7,6 +7,7 @@ the node namespace the fixture made, and goes away with it.
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ STICKY = port("sticky", "198.19.0.11", 80, affinity_s=300)
 EMPTY = port("empty", "198.19.0.12", 80)
 DNS = port("dns", "198.19.0.13", 53, "UDP")
 SELF = port("self", "198.19.0.14", 80)  # only endpoint: pod A (hairpin)
+# This kernel has no SCTP sockets, so no SCTP traffic: the rules must load all the same.
+SCTP = port("sctp", "198.19.0.15", 9000, "SCTP", node_port=30090)
 
 MODES = ["iptables", "iptables-legacy", "nftables"]
 TOOLS = {"iptables": "iptables-restore", "iptables-legacy": "iptables-legacy-restore"}
@@ -70,6 +73,7 @@ def all_services(**over: Any) -> list[Any]:
         "empty": (EMPTY, ()),
         "dns": (DNS, eps(A, B)),
         "self": (SELF, eps(A)),
+        "sctp": (SCTP, eps(A, B)),
     }
     items.update(over)
     return list(items.values())
@@ -150,6 +154,21 @@ def test_endpoint_change_moves_tcp_traffic(cluster: Cluster) -> None:
         assert names(cluster.node.client("tcp", WEB.cluster_ips[0], 80, 10)) == {"c": 10}
     finally:
         cluster.apply(*all_services())
+
+
+def test_sctp_service_rules_are_in_the_kernel(cluster: Cluster) -> None:
+    if cluster.mode == "nftables":
+        ruleset = sh("nft", "list", "ruleset", netns=cluster.node.ns)
+        assert "198.19.0.15 . sctp . 9000" in ruleset, ruleset
+        assert "sctp . 30090" in ruleset, ruleset
+        return
+    save = "iptables-legacy-save" if cluster.mode == "iptables-legacy" else "iptables-save"
+    nat = sh(save, "-t", "nat", netns=cluster.node.ns)
+    # (iptables-save puts the comment match between the protocol and its port.)
+    assert re.search(r"-d 198\.19\.0\.15/32 -p sctp .*-m sctp --dport 9000 -j KUBE-SVC-", nat)
+    assert re.search(r"-p sctp .*-m sctp --dport 30090 -j KUBE-EXT-", nat), nat
+    # Both endpoints, each DNATed on SCTP.
+    assert len(re.findall(r"-p sctp .*-j DNAT --to-destination", nat)) == 2, nat
 
 
 def test_zz_cleanup_leaves_no_rule(cluster: Cluster) -> None:

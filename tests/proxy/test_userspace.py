@@ -393,3 +393,31 @@ def test_listen_socket_options_do_not_need_root() -> None:
         sock.bind((cluster_ip(), 0))
     finally:
         sock.close()
+
+
+async def test_sctp_is_not_carried_in_userspace_mode_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kubesvc.proxy.model import ServicePort, Snapshot
+    from kubesvc.proxy.userspace import UserspaceProxier
+
+    tcp = ServicePortName("default", "web", "", "TCP")
+    sctp = ServicePortName("default", "signal", "", "SCTP")
+    snapshot = Snapshot(
+        {
+            tcp: ServicePort(tcp, ("127.96.5.1",), 80),
+            sctp: ServicePort(sctp, ("127.96.5.2",), 9000, "SCTP"),
+        },
+        {},
+        1,
+    )
+    proxier = UserspaceProxier()
+    try:
+        for _ in range(2):
+            wanted = proxier.desired_listeners(snapshot)
+        assert set(wanted) == {("127.96.5.1", 80, "TCP")}
+        warnings = [r.getMessage() for r in caplog.records if "SCTP" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "default/signal" in warnings[0] and "iptables or nftables" in warnings[0]
+    finally:
+        proxier.close()
