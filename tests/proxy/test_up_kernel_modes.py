@@ -1,4 +1,7 @@
-"""`kubesvc up --proxy-mode iptables|nftables` as a user runs it (root only).
+"""`kubesvc up --proxy-mode iptables|nftables|ipvs` as a user runs it (root only).
+
+`ipvs` is there for its fallback: this kernel has no IPVS, so `up` says so and
+programs iptables, as the seed describes.
 
 The whole cluster — API server, controllers, node agent in namespace mode, and
 the proxy programming the kernel — runs inside a network namespace this test
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesvc.proxy.ipvs import ipvs_support
 from tests.apiserver.conftest import KUBESVC
 from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
@@ -32,6 +36,7 @@ NODE_LINK = "198.19.131.1/24"
 TOOLS = {
     "iptables": ("ip", "nsenter", "unshare", "kubectl", "curl", "iptables-save"),
     "nftables": ("ip", "nsenter", "unshare", "kubectl", "curl", "nft"),
+    "ipvs": ("ip", "nsenter", "unshare", "kubectl", "curl", "iptables-save"),
 }
 
 
@@ -51,11 +56,13 @@ def curl(ns: str, url: str) -> subprocess.CompletedProcess[str]:
     return in_ns(ns, "curl", "-sS", "--max-time", "2", url)
 
 
-@pytest.fixture(scope="module", params=["iptables", "nftables"])
+@pytest.fixture(scope="module", params=["iptables", "nftables", "ipvs"])
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeNamespace]:
     mode: str = request.param
+    if mode == "ipvs" and ipvs_support()[0]:
+        pytest.skip("this kernel has IPVS: the fallback to iptables cannot be shown here")
     require_root_tools(*TOOLS[mode], what=f"kubesvc up --proxy-mode {mode} in a network namespace")
     name = f"kst-up-{mode[:3]}-{os.getpid()}"
     data_dir = tmp_path_factory.mktemp(f"up-{mode}")
@@ -110,6 +117,9 @@ def test_traffic_to_a_cluster_ip_spreads_over_the_ready_pods(
     node: NodeNamespace, tmp_path: Path
 ) -> None:
     mode = mode_of(node)
+    if "-ipv-" in node.name:
+        said = (node.data_dir / "up.log").read_text()
+        assert "IPVS is not available" in said and "falling back to iptables" in said, said
     for name in ("web-a", "web-b"):
         server = pod(
             name,
