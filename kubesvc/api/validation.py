@@ -275,7 +275,7 @@ def validate_node_update(
 # ------------------------------------------------------------------------- Pod
 
 
-def _probe(value: Any, path: Path, errs: Errors) -> None:
+def _probe(value: Any, path: Path, errs: Errors, kind: str = "readinessProbe") -> None:
     probe = shape.mapping(value, path, errs)
     if not probe:
         return
@@ -314,6 +314,22 @@ def _probe(value: Any, path: Path, errs: Errors) -> None:
     _nonnegative(probe.get("initialDelaySeconds"), path.child("initialDelaySeconds"), errs)
     for key in ("timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"):
         _nonnegative(probe.get(key), path.child(key), errs, minimum=1)
+    success = probe.get("successThreshold")
+    if kind != "readinessProbe" and isinstance(success, int) and success > 1:
+        # A liveness or startup probe succeeds once (Kubernetes' rule and wording).
+        errs.append(invalid(path.child("successThreshold"), success, "must be 1"))
+    grace = probe.get("terminationGracePeriodSeconds")
+    if grace is not None:
+        if kind == "readinessProbe":
+            errs.append(
+                invalid(
+                    path.child("terminationGracePeriodSeconds"),
+                    grace,
+                    "must not be set for readinessProbes",
+                )
+            )
+        else:
+            _nonnegative(grace, path.child("terminationGracePeriodSeconds"), errs, minimum=1)
 
 
 def _env(value: Any, path: Path, errs: Errors) -> None:
@@ -370,7 +386,7 @@ def _container(container: dict[str, Any], path: Path, errs: Errors) -> None:
         shape.string(port.get("hostIP"), port_path.child("hostIP"), errs)
     _env(container.get("env"), path.child("env"), errs)
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        _probe(container.get(probe), path.child(probe), errs)
+        _probe(container.get(probe), path.child(probe), errs, probe)
 
 
 def validate_pod(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Errors:

@@ -2,7 +2,7 @@
 
 It is a client of the API like the controllers: one informer on Pods, one
 worker task per pod (keyed by UID), one task per container and one per
-readiness probe. The agent registers its Node and posts a heartbeat
+probe. The agent registers its Node and posts a heartbeat
 (`registration.py`); in a one-node cluster it binds unscheduled pods to itself
 (`pods/binding`, see `placement.py`), otherwise the scheduler places them.
 
@@ -11,8 +11,12 @@ A pod's life here:
    sandbox), and its Service variables are taken — once, when it starts;
 2. each container's command runs under a shim (see `shim.py`), output to its
    log file, restarted by its restart policy with back-off;
-3. readiness probes set the containers' and the pod's Ready condition, which
-   the Endpoints controller turns into ready or not-ready addresses;
+3. probes, as the kubelet runs them: the startup probe first (nothing else
+   runs, and the container is not ready, until it succeeds), then readiness
+   probes set the containers' and the pod's Ready condition, which the
+   Endpoints controller turns into ready or not-ready addresses, and a failed
+   liveness (or startup) probe kills the container for its restart policy to
+   judge;
 4. a DELETE sets `deletionTimestamp`: the containers get SIGTERM, then
    SIGKILL after the grace period, the sandbox goes, and only then does the
    agent remove the pod for good (a delete with `gracePeriodSeconds: 0`).
@@ -45,6 +49,7 @@ from kubesvc.client.http import APIUnavailable, Client, path_for, resource_for
 from kubesvc.client.informer import Informer
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.node import envvars, ipam, placement
+from kubesvc.node.events import EventRecorder
 from kubesvc.node.logs import LOG_ANNOTATION, LogNotFound, LogServer, LogSource
 from kubesvc.node.network import (
     HostNetwork,
@@ -66,7 +71,15 @@ from kubesvc.node.process import (
     stop_group,
     write_json,
 )
-from kubesvc.node.readiness import ProbeError, ProbeTiming, ReadinessState, probe_action
+from kubesvc.node.readiness import (
+    READINESS,
+    SPEC_KEYS,
+    STARTUP,
+    ContainerProbes,
+    ProbeError,
+    kill_grace_s,
+    probe_action,
+)
 from kubesvc.node.registration import NodeIdentity, NodeRegistration
 from kubesvc.node.restart import Backoff, plan_restart
 from kubesvc.node.state import ContainerRecord, PodRecord, load_records
@@ -132,7 +145,7 @@ def _pod_key(pod: Obj) -> tuple[str, str]:
 
 
 class ContainerWorker:
-    """One container of a pod: start, wait, restart with back-off, probe readiness."""
+    """One container of a pod: start, wait, restart with back-off, probe it (and kill it)."""
 
     def __init__(self, pod: PodWorker, spec: Obj) -> None:
         self.pod = pod
@@ -142,9 +155,11 @@ class ContainerWorker:
         self.started: Started | None = None
         self.started_at = 0.0  # wall clock, for the back-off's "ran long enough"
         self.env: dict[str, str] = {}
-        self.readiness: ReadinessState | None = None
         self.task: asyncio.Task[None] | None = None
-        self.probe_task: asyncio.Task[None] | None = None
+        self.probe_tasks: list[asyncio.Task[None]] = []
+        # A failed liveness or startup probe: the kill under way, and which probe asked for it.
+        self.kill_task: asyncio.Task[None] | None = None
+        self.killed_by = ""
         self.stopping = False
 
     @property
@@ -204,19 +219,22 @@ class ContainerWorker:
         self.started_at = _parse_time(started_at) or time.time()
         self.view.restart_count = attempt
         self.view.state = {"running": {"startedAt": started_at}}
-        self.view.started = True
         self.view.container_id = f"process://{ref.pid}"
         try:
             self.env = self._environment()
         except envvars.EnvError:
             self.env = {}  # it started with a valid env; only exec probes would miss it
-        # Keep the readiness the API last saw, so adoption does not flap the Endpoints.
-        was_ready = any(
-            s.get("name") == self.name and s.get("ready") is True
+        # Keep what the API last saw, so adoption neither flaps the Endpoints nor puts a
+        # started container through its startup probe again.
+        self._begin_probing(ready=self._reported("ready"), started=self._reported("started"))
+        return None
+
+    def _reported(self, key: str) -> bool:
+        """Whether the pod's status in the API says `key: true` for this container."""
+        return any(
+            s.get("name") == self.name and s.get(key) is True
             for s in (self.pod.pod.get("status") or {}).get("containerStatuses") or []
         )
-        self._begin_probing(was_ready)
-        return None
 
     def _environment(self) -> dict[str, str]:
         """The process's environment (see `envvars`); EnvError when an entry cannot be resolved."""
@@ -285,10 +303,9 @@ class ContainerWorker:
         self.started_at = time.time()
         self.view.restart_count = attempt
         self.view.state = {"running": {"startedAt": now_rfc3339()}}
-        self.view.started = True
         pid = self.started.ref.pid
         self.view.container_id = f"process://{pid}" if pid > 0 else ""
-        self._begin_probing(False)
+        self._begin_probing(ready=False, started=False)
         self.pod.dirty()
         return True
 
@@ -316,9 +333,11 @@ class ContainerWorker:
 
     def _ended(self) -> Obj:
         self._stop_probing()
+        self._cancel_kill()  # the process it was ending has ended
         terminated = self._termination(self.record.attempt)
         self.started = None
         self.view.ready = False
+        self.view.started = False  # the kubelet's rule: only a running container has started
         self.view.state = {"terminated": terminated}
         self.pod.dirty()
         return terminated
@@ -338,6 +357,7 @@ class ContainerWorker:
             streak=self.record.streak,
             ran_for_s=max(0.0, ran_for_s),
             backoff=self.pod.agent.config.backoff,
+            probe_failed=bool(self.killed_by),
         )
         if not plan.restart:
             return False
@@ -359,6 +379,7 @@ class ContainerWorker:
         """Stop for good: SIGTERM, SIGKILL after `grace_s`, and record how it ended."""
         self.stopping = True
         self._stop_probing()
+        self._cancel_kill()  # a probe's kill gives way to the pod's own stop, and its grace
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -374,45 +395,67 @@ class ContainerWorker:
         """Stop watching without touching the process (the agent stops; the pod keeps running)."""
         self.stopping = True
         self._stop_probing()
+        # A kill under way is dropped too: the next agent probes again and decides afresh.
+        self._cancel_kill()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
 
-    # ------------------------------------------------------------ readiness
+    # --------------------------------------------------------------- probes
 
-    def _begin_probing(self, ready: bool) -> None:
-        probe = self.spec.get("readinessProbe")
-        if not isinstance(probe, dict) or not probe:
-            self.view.ready = True  # no probe: ready once running
-            return
-        self.readiness = ReadinessState(ProbeTiming.from_spec(probe), ready=ready)
-        self.view.ready = ready
-        self.probe_task = asyncio.create_task(
-            self._probe_loop(probe), name=f"probe:{self.pod.key}/{self.name}"
-        )
+    def _begin_probing(self, *, ready: bool, started: bool) -> None:
+        """The probes of the attempt just started (or adopted), each in a task of its own."""
+        probes = ContainerProbes.from_spec(self.spec, ready=ready, started=started)
+        self.killed_by = ""
+        # Set once the startup probe has passed (or at once, without one): the others wait.
+        probes_started = asyncio.Event()
+        if probes.started:
+            probes_started.set()
+        self.view.started = probes.started
+        self.view.ready = probes.ready
+        for kind in probes.states:
+            self.probe_tasks.append(
+                asyncio.create_task(
+                    self._probe_loop(kind, probes, probes_started),
+                    name=f"{kind}-probe:{self.pod.key}/{self.name}",
+                )
+            )
 
     def _stop_probing(self) -> None:
-        if self.probe_task is not None:
-            self.probe_task.cancel()
-            self.probe_task = None
+        for task in self.probe_tasks:
+            task.cancel()
+        self.probe_tasks = []
 
-    async def _probe_loop(self, probe: Obj) -> None:
-        assert self.readiness is not None
-        state = self.readiness
+    def _cancel_kill(self) -> None:
+        if self.kill_task is not None:
+            self.kill_task.cancel()
+            self.kill_task = None
+
+    async def _probe_loop(
+        self, kind: str, probes: ContainerProbes, probes_started: asyncio.Event
+    ) -> None:
+        state = probes.states[kind]
         record = self.pod.record
         assert record is not None and record.sandbox is not None
         try:
-            check = probe_action(probe, self.spec, record.sandbox.ip)
+            check = probe_action(self.spec[SPEC_KEYS[kind]], self.spec, record.sandbox.ip)
         except ProbeError as err:
-            log.warning("pod %s container %s: readiness probe: %s", self.pod.key, self.name, err)
-            state.observe(False, str(err))
+            # The kubelet throws away the results of a probe it cannot run rather than
+            # counting them as failures: such a liveness probe never kills, such a
+            # readiness probe never makes the container ready.
+            text = f"{kind.capitalize()} probe errored: {err}"
+            log.warning("pod %s container %s: %s", self.pod.key, self.name, text)
+            self.pod.agent.record_event(self.pod.pod, "Warning", "Unhealthy", text, self.name)
             return
         timing = state.timing
+        # initialDelaySeconds counts from the container's start, for every kind of probe.
         await asyncio.sleep(max(0.0, self.started_at + timing.initial_delay_s - time.time()))
+        if kind != STARTUP:
+            await probes_started.wait()
         agent = self.pod.agent
         workdir = str(self.spec.get("workingDir") or agent.config.workdir)
-        while True:
+        while probes.active(kind):
             ok, message = await run_check(
                 check,
                 timing.timeout_s,
@@ -421,17 +464,62 @@ class ContainerWorker:
                 prefix=agent.network.prefix(record.sandbox, workdir),
                 workdir=workdir,
             )
-            if state.observe(ok, message):
-                self.view.ready = state.ready and self.running()
-                log.info(
-                    "pod %s container %s: %s%s",
-                    self.pod.key,
-                    self.name,
-                    "ready" if state.ready else "not ready",
-                    f" ({message})" if message else "",
-                )
-                self.pod.dirty()
+            self._observe(kind, probes, probes_started, ok, message)
+            if not probes.active(kind):
+                return  # startup passed, or the container is condemned
             await asyncio.sleep(timing.period_s)
+
+    def _observe(
+        self,
+        kind: str,
+        probes: ContainerProbes,
+        probes_started: asyncio.Event,
+        ok: bool,
+        message: str,
+    ) -> None:
+        """Count one result (see `ContainerProbes`) and act on what it changes."""
+        outcome = probes.observe(kind, ok, message)
+        if not ok and kind != READINESS:
+            # The kubelet's words, in the log and in `kubectl describe pod`.
+            text = f"{kind.capitalize()} probe failed: {message}"
+            log.warning("pod %s container %s: %s", self.pod.key, self.name, text)
+            self.pod.agent.record_event(self.pod.pod, "Warning", "Unhealthy", text, self.name)
+        if probes.started:
+            probes_started.set()  # liveness and readiness may begin
+        if outcome.changed:
+            self.view.started = probes.started
+            self.view.ready = probes.ready and self.running()
+            if kind == STARTUP:
+                what = "started (startup probe passed)"
+            else:
+                what = "ready" if probes.ready else "not ready"
+            suffix = f" ({message})" if message and kind == READINESS else ""
+            log.info("pod %s container %s: %s%s", self.pod.key, self.name, what, suffix)
+            self.pod.dirty()
+        if outcome.kill:
+            self._kill(kind)
+
+    def _kill(self, kind: str) -> None:
+        """End the container for failing its `kind` probe; `_run` then applies the restart policy."""
+        started = self.started
+        if started is None or self.kill_task is not None:
+            return
+        self.killed_by = kind
+        pod_spec = self.pod.pod.get("spec") or {}
+        restart = str(pod_spec.get("restartPolicy") or "Always") != "Never"
+        text = f"Container {self.name} failed {kind} probe"
+        if restart:
+            text += ", will be restarted"
+        log.warning("pod %s: %s", self.pod.key, text)
+        self.pod.agent.record_event(self.pod.pod, "Normal", "Killing", text, self.name)
+        # A condemned container is not ready (ContainerProbes says so): out of the
+        # Endpoints now, not only once its grace period is over.
+        self.view.ready = False
+        self.pod.dirty()
+        grace_s = kill_grace_s(self.spec[SPEC_KEYS[kind]], pod_spec)
+        self.kill_task = asyncio.create_task(
+            stop_group(started, grace_s), name=f"kill:{self.pod.key}/{self.name}"
+        )
 
 
 def _ready(status: Obj | None) -> str | None:
@@ -795,6 +883,7 @@ class NodeAgent:
         self._last_ip: str | None = None
         self._orphan_ips: set[str] = set()  # still bound by processes being ended
         self._http: aiohttp.ClientSession | None = None
+        self.events = EventRecorder(self.client, config.node_name)
         self.synced = False
 
     @property
@@ -872,6 +961,13 @@ class NodeAgent:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def record_event(
+        self, pod: Obj, event_type: str, reason: str, message: str, container: str = ""
+    ) -> None:
+        """Write an Event about `pod` (one of its containers) in the background."""
+        field_path = f"spec.containers{{{container}}}" if container else ""
+        self._spawn(self.events.record(pod, event_type, reason, message, field_path=field_path))
 
     # ---------------------------------------------------------------- events
 

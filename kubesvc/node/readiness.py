@@ -1,10 +1,16 @@
-"""Pure: what a readiness probe checks, and when its results make a container ready.
+"""Pure: what a probe checks, and when its results make a container started, ready or dead.
 
 `probe_action` turns a probe spec into a concrete check (named ports
 resolved against the container's ports, the host defaulting to the pod IP);
 `ReadinessState` applies the thresholds: `successThreshold` successes in a
-row make a container ready, `failureThreshold` failures in a row make it
-unready. A container with a readiness probe starts unready, as in Kubernetes.
+row make a probe pass, `failureThreshold` failures in a row make it fail. A
+container with a readiness probe starts unready, as in Kubernetes.
+
+`ContainerProbes` combines a container's three probes as the kubelet does:
+until the startup probe has succeeded the others are not run and the
+container is neither started nor ready; a startup or liveness probe that
+reaches its failure threshold condemns the container (the agent kills it and
+its restart policy decides what follows).
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ from typing import Any
 Obj = dict[str, Any]
 
 HANDLERS = ("exec", "httpGet", "tcpSocket")
+
+STARTUP, LIVENESS, READINESS = "startup", "liveness", "readiness"
+# The order the kubelet runs them in: startup first, as it gates the other two.
+PROBE_KINDS = (STARTUP, LIVENESS, READINESS)
+SPEC_KEYS = {STARTUP: "startupProbe", LIVENESS: "livenessProbe", READINESS: "readinessProbe"}
 
 
 class ProbeError(Exception):
@@ -30,21 +41,39 @@ class ProbeTiming:
     failure_threshold: int = 3
 
     @classmethod
-    def from_spec(cls, probe: Obj) -> ProbeTiming:
-        """The timing of a probe spec; missing or nonsense values take Kubernetes' defaults."""
+    def from_spec(cls, probe: Obj, kind: str = READINESS) -> ProbeTiming:
+        """The timing of a `kind` probe spec; missing or nonsense values take Kubernetes' defaults."""
 
         def number(key: str, default: float, minimum: float) -> float:
             value = probe.get(key)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             return float(value) if ok and value >= minimum else default
 
+        success = int(number("successThreshold", 1, 1))
         return cls(
             initial_delay_s=number("initialDelaySeconds", 0, 0),
             period_s=number("periodSeconds", 10, 1),
             timeout_s=number("timeoutSeconds", 1, 1),
-            success_threshold=int(number("successThreshold", 1, 1)),
+            # Kubernetes requires 1 for these two, which this API does not check: one
+            # success is enough to count as started, or as alive.
+            success_threshold=success if kind == READINESS else 1,
             failure_threshold=int(number("failureThreshold", 3, 1)),
         )
+
+
+def kill_grace_s(probe: Obj, pod_spec: Obj) -> float:
+    """How long a container failed by `probe` gets between SIGTERM and SIGKILL.
+
+    The probe's own `terminationGracePeriodSeconds` when set, else the pod's
+    (Kubernetes' default: 30 s).
+    """
+    for value in (
+        probe.get("terminationGracePeriodSeconds"),
+        pod_spec.get("terminationGracePeriodSeconds"),
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return 30.0
 
 
 @dataclass(frozen=True)
@@ -147,3 +176,70 @@ class ReadinessState:
             if self.failures >= self.timing.failure_threshold:
                 self.ready = False
         return self.ready != before
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one probe result means for the container."""
+
+    changed: bool = False  # started or ready changed: the status must be written again
+    kill: bool = False  # a startup or liveness probe has just failed for good
+
+
+@dataclass
+class ContainerProbes:
+    """The probes of one run of a container, combined as the kubelet combines them.
+
+    One instance per attempt: a restarted container starts counting afresh.
+    `failed` names the probe that condemned this run; from then on no result counts.
+    """
+
+    states: dict[str, ReadinessState] = field(default_factory=dict)
+    failed: str = ""
+
+    @classmethod
+    def from_spec(
+        cls, container: Obj, *, started: bool = False, ready: bool = False
+    ) -> ContainerProbes:
+        """The probes of `container`; `started`/`ready` carry over what an earlier agent reported."""
+        # Liveness starts passing: a container is alive until proven otherwise.
+        initial = {STARTUP: started, LIVENESS: True, READINESS: ready}
+        states = {}
+        for kind in PROBE_KINDS:
+            probe = container.get(SPEC_KEYS[kind])
+            if isinstance(probe, dict) and probe:
+                timing = ProbeTiming.from_spec(probe, kind)
+                states[kind] = ReadinessState(timing, ready=initial[kind])
+        return cls(states)
+
+    @property
+    def started(self) -> bool:
+        startup = self.states.get(STARTUP)
+        return startup is None or startup.ready
+
+    @property
+    def ready(self) -> bool:
+        if self.failed or not self.started:
+            return False
+        readiness = self.states.get(READINESS)
+        return readiness is None or readiness.ready
+
+    def active(self, kind: str) -> bool:
+        """Whether the `kind` probe is to be checked now."""
+        if self.failed or kind not in self.states:
+            return False
+        # The startup probe runs until it succeeds; the others only after that.
+        return not self.started if kind == STARTUP else self.started
+
+    def observe(self, kind: str, ok: bool, message: str = "") -> Outcome:
+        if not self.active(kind):
+            return Outcome()  # a result that arrived after the probe stopped counting
+        before = (self.started, self.ready)
+        state = self.states[kind]
+        state.observe(ok, message)
+        # Startup and liveness failures are counted, not turned into "unready": at the
+        # threshold the container is killed (a startup probe never was passing to begin with).
+        if kind != READINESS and state.failures >= state.timing.failure_threshold:
+            self.failed = kind
+            return Outcome(before != (self.started, self.ready), kill=True)
+        return Outcome(before != (self.started, self.ready))

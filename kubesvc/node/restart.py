@@ -1,7 +1,8 @@
 """Pure: whether a container that ended starts again, and after how long.
 
 The kubelet's rule: `Always` restarts every exit, `OnFailure` only a non-zero
-exit, `Never` none. A container that keeps failing waits longer each time
+exit, `Never` none; a container killed for failing its liveness or startup
+probe counts as failed whatever its exit code. A container that keeps failing waits longer each time
 (CrashLoopBackOff): the first restart is immediate, then `base`, `2·base`,
 `4·base` … up to `max`. A container that ran for `reset_after` before it
 ended starts the count again, so an occasional crash of a long-lived process
@@ -35,11 +36,12 @@ class RestartPlan:
     streak: int = 0  # restarts in a row without a long enough run, this one included
 
 
-def should_restart(policy: str, exit_code: int) -> bool:
+def should_restart(policy: str, exit_code: int, *, probe_failed: bool = False) -> bool:
     if policy == "Always":
         return True
     if policy == "OnFailure":
-        return exit_code != 0
+        # A process may well exit 0 on the SIGTERM that a failed probe brought it.
+        return exit_code != 0 or probe_failed
     return False
 
 
@@ -52,13 +54,20 @@ def delay_for(streak: int, backoff: Backoff) -> float:
 
 
 def plan_restart(
-    policy: str, exit_code: int, *, streak: int, ran_for_s: float, backoff: Backoff
+    policy: str,
+    exit_code: int,
+    *,
+    streak: int,
+    ran_for_s: float,
+    backoff: Backoff,
+    probe_failed: bool = False,
 ) -> RestartPlan:
     """What to do after a container exited with `exit_code` having run `ran_for_s`.
 
-    `streak` is the value from the previous plan (0 for a container never restarted).
+    `streak` is the value from the previous plan (0 for a container never restarted);
+    `probe_failed` says the agent killed it for failing its liveness or startup probe.
     """
-    if not should_restart(policy, exit_code):
+    if not should_restart(policy, exit_code, probe_failed=probe_failed):
         return RestartPlan(False, 0.0, streak)
     if ran_for_s >= backoff.reset_s:
         streak = 0
