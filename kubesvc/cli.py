@@ -213,11 +213,13 @@ def _run_async(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 
 async def _start_apiserver(args: argparse.Namespace) -> RunningAPIServer:
-    from kubesvc.apiserver.app import start_apiserver
+    from kubesvc.apiserver.app import DataDirError, start_apiserver
     from kubesvc.storage.errors import StorageError
 
     try:
         return await start_apiserver(_apiserver_config(args))
+    except DataDirError as err:
+        raise CLIError(str(err)) from err
     except StorageError as err:
         raise CLIError(f"cannot open storage {args.storage}: {err}") from err
     except OSError as err:

@@ -122,3 +122,26 @@ def test_bad_input_is_one_readable_line(args: list[str], stdin: str | None, expe
     result = kubesvc(*args, stdin=stdin)
     assert result.returncode == 2
     assert result.stderr.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        ("", "no user in group system:masters (the kubeconfig needs one)"),
+        ("a,b\n", "line 1: expected token,user,uid[,groups]"),
+    ],
+)
+def test_a_bad_tokens_file_is_one_readable_line(tmp_path: Path, tokens: str, expected: str) -> None:
+    (tmp_path / "tokens.csv").write_text(tokens)
+    result = kubesvc("apiserver", "--data-dir", str(tmp_path), "--api-port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"kubesvc: tokens file {tmp_path / 'tokens.csv'}: {expected}"
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_readable_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")  # a file where a directory should go
+    result = kubesvc("apiserver", "--data-dir", str(tmp_path / "file" / "data"), "--api-port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"kubesvc: cannot use the data dir {tmp_path / 'file' / 'data'}: Not a directory"
+    )

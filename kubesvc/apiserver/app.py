@@ -27,7 +27,12 @@ from kubesvc.allocator.repair import RepairLoop
 from kubesvc.allocator.service import ServiceAllocator
 from kubesvc.api import formats, validation
 from kubesvc.api.errors import StatusError
-from kubesvc.apiserver.auth import Authenticator, ensure_tokens_file, parse_tokens
+from kubesvc.apiserver.auth import (
+    Authenticator,
+    TokenFileError,
+    ensure_tokens_file,
+    parse_tokens,
+)
 from kubesvc.apiserver.certs import ensure_certificates
 from kubesvc.apiserver.resources import BY_KIND
 from kubesvc.apiserver.rest import Preconditions, Rest, WriteOptions
@@ -223,6 +228,10 @@ async def open_store(config: APIServerConfig) -> Store:
     raise ValueError(f"unknown storage {config.storage!r}: expected sqlite or etcd://…")
 
 
+class DataDirError(Exception):
+    """The data dir (certificates, tokens, database) cannot be made or read."""
+
+
 async def start_apiserver(config: APIServerConfig, store: Store | None = None) -> RunningAPIServer:
     """Open storage (unless given), serve HTTPS, write the kubeconfig.
 
@@ -230,11 +239,19 @@ async def start_apiserver(config: APIServerConfig, store: Store | None = None) -
     the allocations, and the `kubernetes` Service is in place.
     """
     data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    certs = ensure_certificates(data_dir, config.extra_cert_names)
     tokens_file = config.tokens_file or data_dir / "tokens.csv"
-    admin_token = ensure_tokens_file(tokens_file)
-    users = parse_tokens(tokens_file.read_text())
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        certs = ensure_certificates(data_dir, config.extra_cert_names)
+        admin_token = ensure_tokens_file(tokens_file)
+        users = parse_tokens(tokens_file.read_text())
+    except TokenFileError as err:
+        raise DataDirError(f"tokens file {tokens_file}: {err}") from err
+    except OSError as err:
+        what = f" ({err.filename})" if err.filename and Path(err.filename) != data_dir else ""
+        raise DataDirError(
+            f"cannot use the data dir {data_dir}{what}: {err.strerror or err}"
+        ) from err
     own_store = store is None
     if store is None:
         store = await open_store(config)

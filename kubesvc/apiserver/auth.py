@@ -58,7 +58,7 @@ def ensure_tokens_file(path: Path) -> str:
         for token, user in parse_tokens(path.read_text()).items():
             if user.is_admin:
                 return token
-        raise TokenFileError(f"{path}: no user in group {ADMIN_GROUP}")
+        raise TokenFileError(f"no user in group {ADMIN_GROUP} (the kubeconfig needs one)")
     admin, viewer = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     text = f'{admin},admin,1,"{ADMIN_GROUP}"\n{viewer},viewer,2,"kubesvc:read-only"\n'
     path.write_text(text)
