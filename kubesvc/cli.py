@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -365,17 +366,33 @@ async def _start_proxy(config: ProxyConfig, access: ClusterAccess, hint: str = "
     return proxy
 
 
+def _cluster_domain(value: str) -> str:
+    from kubesvc.api import formats
+
+    domain = value.strip(".").lower()
+    bad = formats.dns1123_subdomain(domain)
+    if bad:
+        raise CLIError(f"--cluster-domain {value!r}: {bad[0]}")
+    return domain
+
+
 def _dns_config(args: argparse.Namespace) -> DNSConfig:
     from kubesvc.dns.server import DNSConfig
+    from kubesvc.dns.upstream import parse_upstreams
 
     if not 0 <= args.dns_port <= 65535:
         raise CLIError(f"--dns-port {args.dns_port}: must be a port number (0 picks a free one)")
     if args.dns_ttl < 0:
         raise CLIError(f"--dns-ttl {args.dns_ttl}: must not be negative")
+    domain = _cluster_domain(args.cluster_domain)
+    try:
+        parse_upstreams(args.upstream or ())
+    except ValueError as err:
+        raise CLIError(f"--{err}") from None  # "--upstream VALUE: why"
     return DNSConfig(
         address=args.dns_address,
         port=args.dns_port,
-        cluster_domain=args.cluster_domain.strip(".").lower(),
+        cluster_domain=domain,
         ttl_s=args.dns_ttl,
         upstreams=tuple(args.upstream or ()),
         metrics_port=args.dns_metrics_port,
@@ -467,6 +484,14 @@ def _node_config(args: argparse.Namespace, *, stop_pods_on_exit: bool) -> NodeCo
         raise CLIError(problem)
     if not 0 <= args.restart_backoff <= args.restart_backoff_max:
         raise CLIError("--restart-backoff must be from 0 to --restart-backoff-max seconds")
+    for flag, address in (("--node-ip", args.node_ip), ("--cluster-dns", args.cluster_dns)):
+        if address:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise CLIError(f"{flag} {address!r}: not an IP address") from None
+    if not 0 <= args.log_port <= 65535:
+        raise CLIError(f"--log-port {args.log_port}: must be a port number (0 picks a free one)")
     _check_heartbeat(args)
     return NodeConfig(
         node_name=node_name,
@@ -476,7 +501,7 @@ def _node_config(args: argparse.Namespace, *, stop_pods_on_exit: bool) -> NodeCo
         node_ip=args.node_ip,
         log_port=args.log_port,
         cluster_dns=args.cluster_dns or _pods_nameserver(args),
-        cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
+        cluster_domain=_cluster_domain(getattr(args, "cluster_domain", None) or "cluster.local"),
         bridge=args.bridge,
         backoff=Backoff(args.restart_backoff, args.restart_backoff_max),
         stop_pods_on_exit=stop_pods_on_exit,

@@ -145,3 +145,22 @@ def test_a_data_dir_that_cannot_be_made_is_one_readable_line(tmp_path: Path) -> 
     assert result.stderr.strip() == (
         f"kubesvc: cannot use the data dir {tmp_path / 'file' / 'data'}: Not a directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--cluster-domain", "bad..zone"], "kubesvc: --cluster-domain 'bad..zone': a lowercase"),
+        (["--upstream", "300.1.1.1"], "kubesvc: --upstream '300.1.1.1': '300.1.1.1' is not an IP"),
+        (["--node-ip", "abc"], "kubesvc: --node-ip 'abc': not an IP address"),
+        (["--cluster-dns", "nope"], "kubesvc: --cluster-dns 'nope': not an IP address"),
+        (["--log-port", "99999"], "kubesvc: --log-port 99999: must be a port number"),
+    ],
+)
+def test_bad_flags_of_up_are_one_readable_line(
+    tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    result = kubesvc("up", "--data-dir", str(tmp_path), "--api-port", "0", *flags)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(expected), result.stderr

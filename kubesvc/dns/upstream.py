@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -36,22 +37,29 @@ def parse_upstreams(values: Sequence[str]) -> list[tuple[str, int]]:
         if not value:
             continue
         if value.startswith("/"):
-            for line in Path(value).read_text().splitlines():
+            try:
+                text = Path(value).read_text()
+            except OSError as err:
+                raise ValueError(f"upstream {value!r}: {err.strerror or err}") from None
+            for line in text.splitlines():
                 parts = line.split()
                 if len(parts) >= 2 and parts[0] == "nameserver":
                     out.append((parts[1].split("%")[0], 53))
             continue
         if value.startswith("["):
             host, _, rest = value[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 53
+            port_text = rest[1:] if rest.startswith(":") else "53"
         elif value.count(":") == 1:
             host, _, port_text = value.partition(":")
-            port = int(port_text)
         else:
-            host, port = value, 53
-        if not 0 < port < 65536:
-            raise ValueError(f"upstream {value!r}: port out of range")
-        out.append((host, port))
+            host, port_text = value, "53"
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"upstream {value!r}: {host!r} is not an IP address") from None
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"upstream {value!r}: {port_text!r} is not a port number")
+        out.append((host, int(port_text)))
     return out
 
 

@@ -28,6 +28,24 @@ def test_parse_upstreams(tmp_path: Path) -> None:
         parse_upstreams(["127.0.0.1:0"])
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("300.1.1.1", "'300.1.1.1' is not an IP address"),
+        ("dns.google", "'dns.google' is not an IP address"),
+        (":53", "'' is not an IP address"),
+        ("1.1.1.1:x", "'x' is not a port number"),
+        ("1.1.1.1:99999", "'99999' is not a port number"),
+        ("[::1]:", "'' is not a port number"),
+        ("/no/such/resolv.conf", "No such file or directory"),
+    ],
+)
+def test_bad_upstreams_say_why(value: str, why: str) -> None:
+    with pytest.raises(ValueError) as bad:
+        parse_upstreams([value])
+    assert str(bad.value) == f"upstream {value!r}: {why}"
+
+
 class StubForwarder(Forwarder):
     def __init__(self, **kw: object) -> None:
         super().__init__([("127.0.0.1", 53)], **kw)  # type: ignore[arg-type]
