@@ -389,6 +389,31 @@ def _container(container: dict[str, Any], path: Path, errs: Errors) -> None:
         _probe(container.get(probe), path.child(probe), errs, probe)
 
 
+def _init_container(container: dict[str, Any], path: Path, errs: Errors) -> None:
+    """What an init container may not have: kubesvc runs only the classic kind, to completion."""
+    policy = container.get("restartPolicy")
+    if policy == "Always":
+        # A sidecar: Kubernetes runs it beside the containers; kubesvc has no such mode.
+        errs.append(
+            forbidden(
+                path.child("restartPolicy"),
+                "kubesvc does not run sidecar containers (init containers with restartPolicy "
+                "Always): an init container runs to completion before the containers start",
+            )
+        )
+    elif policy is not None:
+        errs.append(not_supported(path.child("restartPolicy"), policy, ["Always"]))
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if container.get(probe) is not None:
+            # Kubernetes' rule and words (probes are for sidecars only).
+            errs.append(
+                forbidden(
+                    path.child(probe),
+                    "may not be set for init containers without restartPolicy=Always",
+                )
+            )
+
+
 def validate_pod(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Errors:
     errs: Errors = []
     validate_object_meta(obj, namespaced=True, name_check=formats.dns1123_subdomain, errs=errs)
@@ -410,6 +435,8 @@ def validate_pod(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Errors:
                     errs.append(duplicate(path.child("name"), name))
                 container_names.add(name)
             _container(container, path, errs)
+            if key == "initContainers":
+                _init_container(container, path, errs)
     _one_of(spec.get("restartPolicy"), spec_path.child("restartPolicy"), RESTART_POLICIES, errs)
     _one_of(spec.get("dnsPolicy"), spec_path.child("dnsPolicy"), DNS_POLICIES, errs, needed=False)
     node = shape.string(spec.get("nodeName"), spec_path.child("nodeName"), errs)

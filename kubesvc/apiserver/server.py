@@ -659,12 +659,14 @@ async def _proxy_pod_log(
     container = query.get("container") or annotations.get("kubectl.kubernetes.io/default-container")
     if not container and len(containers) == 1:
         container = containers[0]
+    inits = [c.get("name") for c in spec.get("initContainers") or [] if isinstance(c, dict)]
     if not container:
+        also = f" or one of the init containers: [{' '.join(map(str, inits))}]" if inits else ""
         raise errors.bad_request(
             f"a container name must be specified for pod {name}, "
-            f"choose one of: [{' '.join(map(str, containers))}]"
+            f"choose one of: [{' '.join(map(str, containers))}]{also}"
         )
-    if container not in containers:
+    if container not in containers and container not in inits:
         raise errors.bad_request(f"container {container} is not valid for pod {name}")
     base = annotations.get(POD_LOG_ANNOTATION)
     if not spec.get("nodeName") or not isinstance(base, str) or not base.startswith("http://"):

@@ -9,17 +9,21 @@ probe. The agent registers its Node and posts a heartbeat
 A pod's life here:
 1. its record is made on disk, it gets an IP (and, in namespace mode, its
    sandbox), and its Service variables are taken — once, when it starts;
-2. each container's command runs under a shim (see `shim.py`), output to its
+2. its init containers run one at a time, in order, each until it exits 0
+   (a failure is retried with back-off, or under restartPolicy Never fails
+   the pod); the record then says so, and no init container runs again;
+3. each container's command runs under a shim (see `shim.py`), output to its
    log file, restarted by its restart policy with back-off;
-3. probes, as the kubelet runs them: the startup probe first (nothing else
-   runs, and the container is not ready, until it succeeds), then readiness
-   probes set the containers' and the pod's Ready condition, which the
-   Endpoints controller turns into ready or not-ready addresses, and a failed
-   liveness (or startup) probe kills the container for its restart policy to
-   judge;
-4. a DELETE sets `deletionTimestamp`: the containers get SIGTERM, then
-   SIGKILL after the grace period, the sandbox goes, and only then does the
-   agent remove the pod for good (a delete with `gracePeriodSeconds: 0`).
+4. probes, as the kubelet runs them (never on init containers): the startup
+   probe first (nothing else runs, and the container is not ready, until it
+   succeeds), then readiness probes set the containers' and the pod's Ready
+   condition, which the Endpoints controller turns into ready or not-ready
+   addresses, and a failed liveness (or startup) probe kills the container
+   for its restart policy to judge;
+5. a DELETE sets `deletionTimestamp`: the containers (or the init container
+   running) get SIGTERM, then SIGKILL after the grace period, the sandbox
+   goes, and only then does the agent remove the pod for good (a delete with
+   `gracePeriodSeconds: 0`).
 
 What is on disk is enough for a restarted agent to adopt the processes it
 started (PID and start time, checked against /proc) instead of starting them
@@ -81,9 +85,9 @@ from kubesvc.node.readiness import (
     probe_action,
 )
 from kubesvc.node.registration import NodeIdentity, NodeRegistration
-from kubesvc.node.restart import Backoff, plan_restart
+from kubesvc.node.restart import Backoff, init_policy, plan_restart
 from kubesvc.node.state import ContainerRecord, PodRecord, load_records
-from kubesvc.node.status import ContainerView, pod_status
+from kubesvc.node.status import ContainerView, init_succeeded, initial_state, pod_status
 
 log = logging.getLogger("kubesvc.node")
 
@@ -145,13 +149,18 @@ def _pod_key(pod: Obj) -> tuple[str, str]:
 
 
 class ContainerWorker:
-    """One container of a pod: start, wait, restart with back-off, probe it (and kill it)."""
+    """One container of a pod: start, wait, restart with back-off, probe it (and kill it).
 
-    def __init__(self, pod: PodWorker, spec: Obj) -> None:
+    An init container (`init=True`) runs the same way, but until it exits 0:
+    it is not probed, it is ready once it has succeeded, and a success ends it.
+    """
+
+    def __init__(self, pod: PodWorker, spec: Obj, *, init: bool = False) -> None:
         self.pod = pod
         self.spec = spec
+        self.init = init
         self.name = str(spec.get("name", ""))
-        self.view = ContainerView(self.name, str(spec.get("image") or ""))
+        self.view = ContainerView(self.name, str(spec.get("image") or ""), initial_state(pod.pod))
         self.started: Started | None = None
         self.started_at = 0.0  # wall clock, for the back-off's "ran long enough"
         self.env: dict[str, str] = {}
@@ -176,6 +185,12 @@ class ContainerWorker:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"container:{self.pod.key}/{self.name}")
+
+    def restore(self) -> None:
+        """Show how the last attempt ended, without running anything (an init container done)."""
+        attempt = self.record.attempt
+        if attempt >= 0:
+            self._show_ended(attempt)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -205,14 +220,12 @@ class ContainerWorker:
             return None
         ref = find_shim(self.attempt_dir(attempt))
         if ref is None:
-            self.view.restart_count = attempt
-            terminated = self._termination(attempt)
             if self.record.interrupted:
                 # Stopped by `kubesvc up` going down, not ended on its own: start it again.
-                self.view.last_state = {"terminated": terminated}
+                self.view.restart_count = attempt
+                self.view.last_state = {"terminated": self._termination(attempt)}
                 return None
-            self.view.state = {"terminated": terminated}
-            return terminated
+            return self._show_ended(attempt)
         shim = read_json(self.attempt_dir(attempt) / "shim.json") or {}
         started_at = str(shim.get("startedAt") or now_rfc3339())
         self.started = Started(ref)
@@ -228,6 +241,14 @@ class ContainerWorker:
         # started container through its startup probe again.
         self._begin_probing(ready=self._reported("ready"), started=self._reported("started"))
         return None
+
+    def _show_ended(self, attempt: int) -> Obj:
+        """Show `attempt` (the last) as ended, as the shim recorded it; its `terminated` state."""
+        terminated = self._termination(attempt)
+        self.view.restart_count = attempt
+        self.view.state = {"terminated": terminated}
+        self.view.ready = self.init and terminated["exitCode"] == 0
+        return terminated
 
     def _reported(self, key: str) -> bool:
         """Whether the pod's status in the API says `key: true` for this container."""
@@ -336,8 +357,10 @@ class ContainerWorker:
         self._cancel_kill()  # the process it was ending has ended
         terminated = self._termination(self.record.attempt)
         self.started = None
-        self.view.ready = False
-        self.view.started = False  # the kubelet's rule: only a running container has started
+        # The kubelet's rules: only a running container has started, and an init container
+        # is ready once it has succeeded.
+        self.view.ready = self.init and terminated["exitCode"] == 0
+        self.view.started = False
         self.view.state = {"terminated": terminated}
         self.pod.dirty()
         return terminated
@@ -345,6 +368,8 @@ class ContainerWorker:
     async def _after_exit(self, terminated: Obj) -> bool:
         """Apply the restart policy; True to start the next attempt (after any back-off)."""
         policy = str((self.pod.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        if self.init:
+            policy = init_policy(policy)
         if self.started_at > 0:
             ran_for_s = time.time() - self.started_at
         else:
@@ -406,8 +431,13 @@ class ContainerWorker:
 
     def _begin_probing(self, *, ready: bool, started: bool) -> None:
         """The probes of the attempt just started (or adopted), each in a task of its own."""
-        probes = ContainerProbes.from_spec(self.spec, ready=ready, started=started)
         self.killed_by = ""
+        if self.init:
+            # Never probed (the API refuses probes on init containers); running is started,
+            # and ready only comes with success.
+            self.view.started, self.view.ready = True, False
+            return
+        probes = ContainerProbes.from_spec(self.spec, ready=ready, started=started)
         # Set once the startup probe has passed (or at once, without one): the others wait.
         probes_started = asyncio.Event()
         if probes.started:
@@ -540,6 +570,7 @@ class PodWorker:
         meta = pod.get("metadata") or {}
         self.uid = str(meta.get("uid", ""))
         self.key = "/".join(_pod_key(pod))
+        self.init_containers: dict[str, ContainerWorker] = {}
         self.containers: dict[str, ContainerWorker] = {}
         self.gone = False
         self._changed = asyncio.Event()
@@ -547,6 +578,8 @@ class PodWorker:
         self._last_status: Obj | None = None
         self.task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
+        # Runs the init containers in turn, then starts the containers.
+        self._containers_task: asyncio.Task[None] | None = None
         self._setup_error = ""
 
     # ---------------------------------------------------------- from events
@@ -566,6 +599,10 @@ class PodWorker:
 
     def dirty(self) -> None:
         self._dirty.set()
+
+    def all_containers(self) -> list[ContainerWorker]:
+        """The init containers' workers, then the containers'."""
+        return [*self.init_containers.values(), *self.containers.values()]
 
     @property
     def terminating(self) -> bool:
@@ -602,8 +639,9 @@ class PodWorker:
             # Should not happen; the next resync starts a new worker, which adopts from disk.
             log.exception("pod %s: worker failed", self.key)
         finally:
-            if self._status_task is not None:
-                self._status_task.cancel()
+            for task in (self._containers_task, self._status_task):
+                if task is not None:
+                    task.cancel()
             if self.agent.workers.get(self.uid) is self:
                 del self.agent.workers[self.uid]
 
@@ -626,11 +664,53 @@ class PodWorker:
                 delay = min(delay * 2, SETUP_RETRY_MAX_S)
         if self.terminating or self.record is None:
             return
-        for spec in (self.pod.get("spec") or {}).get("containers") or []:
-            if isinstance(spec, dict) and spec.get("name"):
-                worker = ContainerWorker(self, spec)
-                self.containers[worker.name] = worker
+        spec = self.pod.get("spec") or {}
+        for key, workers in (
+            ("initContainers", self.init_containers),
+            ("containers", self.containers),
+        ):
+            for container in spec.get(key) or []:
+                if isinstance(container, dict) and container.get("name"):
+                    worker = ContainerWorker(self, container, init=key == "initContainers")
+                    workers[worker.name] = worker
         self._status_task = asyncio.create_task(self._status_loop(), name=f"status:{self.key}")
+        self._containers_task = asyncio.create_task(
+            self._run_containers(), name=f"containers:{self.key}"
+        )
+        self.dirty()
+
+    def _initialized(self) -> bool:
+        """Whether the init containers are behind this pod (the kubelet's rule: so is any
+        pod whose containers have run — a record older than init containers here)."""
+        record = self.record
+        assert record is not None
+        return record.initialized or any(
+            (crec := record.containers.get(name)) is not None and crec.attempt >= 0
+            for name in self.containers
+        )
+
+    async def _run_containers(self) -> None:
+        """The init containers one at a time, in order, each until it succeeds; then the rest."""
+        record = self.record
+        assert record is not None
+        if self._initialized():
+            for worker in self.init_containers.values():
+                worker.restore()
+        else:
+            for worker in self.init_containers.values():
+                worker.start()
+                assert worker.task is not None
+                # Waited for, not awaited: cancelling this task must not cancel the
+                # container's, which the pod's stop ends with its grace period.
+                await asyncio.wait({worker.task})
+                if not init_succeeded(worker.view):
+                    # Failed under restartPolicy Never (the pod is Failed), or it cannot
+                    # start at all (its waiting reason says why): no container ever starts.
+                    log.info("pod %s: init container %s did not succeed", self.key, worker.name)
+                    self.dirty()
+                    return
+            record.initialized = True
+            record.save()
         for worker in self.containers.values():
             worker.start()
         self.dirty()
@@ -696,13 +776,15 @@ class PodWorker:
             # Never started here (a finished pod whose record is gone): nothing runs.
             pass
         else:
+            # No init container after this one, and no container after them.
+            await self._cancel_containers_task()
             for worker in self.containers.values():
                 worker.view.ready = False
             if not self.gone:
                 # Not ready at once: out of the Endpoints before the processes hear of it.
                 with contextlib.suppress(StatusError, APIUnavailable):
                     await self._push_status()
-            await asyncio.gather(*(w.terminate(grace_s) for w in self.containers.values()))
+            await asyncio.gather(*(w.terminate(grace_s) for w in self.all_containers()))
             await self._kill_containers_left_in(self.record)  # attempts no worker held
             if self.record.sandbox is not None:
                 with contextlib.suppress(NetworkError):
@@ -714,6 +796,12 @@ class PodWorker:
         if not self.gone:
             await self.agent.finish_deletion(self.pod)
 
+    async def _cancel_containers_task(self) -> None:
+        if self._containers_task is not None:
+            self._containers_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._containers_task
+
     async def shutdown(self) -> None:
         """The agent is stopping: stop or leave the processes, as configured; keep the record."""
         if self.task is not None:
@@ -722,15 +810,16 @@ class PodWorker:
                 await self.task
         if self._status_task is not None:
             self._status_task.cancel()
+        await self._cancel_containers_task()
         if not self.agent.config.stop_pods_on_exit or self.record is None:
-            await asyncio.gather(*(w.detach() for w in self.containers.values()))
+            await asyncio.gather(*(w.detach() for w in self.all_containers()))
             return
         grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         grace_s = min(float(grace), SHUTDOWN_GRACE_S)
         record = self.record
-        for worker in self.containers.values():
+        for worker in self.all_containers():
             record.container(worker.name).interrupted = worker.running()
-        await asyncio.gather(*(w.terminate(grace_s) for w in self.containers.values()))
+        await asyncio.gather(*(w.terminate(grace_s) for w in self.all_containers()))
         if record.sandbox is not None:
             with contextlib.suppress(NetworkError):
                 await self.agent.network.teardown(record.sandbox)
@@ -739,24 +828,27 @@ class PodWorker:
 
     # ------------------------------------------------------------- status
 
-    def _views(self) -> list[ContainerView]:
+    def _views(self, key: str, workers: dict[str, ContainerWorker]) -> list[ContainerView]:
+        """The views of the spec's `key` list (containers or initContainers), in its order."""
         views = []
-        for spec in (self.pod.get("spec") or {}).get("containers") or []:
-            worker = self.containers.get(str(spec.get("name")))
+        for spec in (self.pod.get("spec") or {}).get(key) or []:
+            worker = workers.get(str(spec.get("name")))
             if worker is not None:
                 view = worker.view
-                if self.terminating:
-                    view.ready = False
+                if self.terminating and not worker.init:
+                    view.ready = False  # an init container's ready only says it succeeded
                 views.append(view)
             else:
-                views.append(ContainerView(str(spec.get("name")), str(spec.get("image") or "")))
+                name, image = str(spec.get("name")), str(spec.get("image") or "")
+                views.append(ContainerView(name, image, initial_state(self.pod)))
         return views
 
     def _status(self) -> Obj:
         record = self.record
         return pod_status(
             self.pod,
-            self._views(),
+            self._views("containers", self.containers),
+            init_views=self._views("initContainers", self.init_containers),
             pod_ip=record.sandbox.ip if record and record.sandbox else None,
             host_ip=self.agent.config.node_ip,
             start_time=record.start_time if record else now_rfc3339(),
@@ -816,9 +908,9 @@ class PodWorker:
     def log_source(self, container: str, previous: bool) -> LogSource:
         """Where the log of `container` (its last attempt, or the one before) is."""
         _, name = _pod_key(self.pod)
-        worker = self.containers.get(container)
+        worker = self.containers.get(container) or self.init_containers.get(container)
         if worker is None or self.record is None:
-            if self.containers:
+            if self.all_containers():
                 raise LogNotFound(f"container {container} is not valid for pod {name}")
             reason = self._setup_error or "ContainerCreating"
             raise LogNotFound(

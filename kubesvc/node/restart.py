@@ -7,6 +7,9 @@ probe counts as failed whatever its exit code. A container that keeps failing wa
 `4·base` … up to `max`. A container that ran for `reset_after` before it
 ended starts the count again, so an occasional crash of a long-lived process
 is restarted at once.
+
+Init containers follow the pod's policy with one difference: one that
+exited 0 is done and never runs again, so `Always` acts as `OnFailure`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ class RestartPlan:
     restart: bool
     delay_s: float = 0.0
     streak: int = 0  # restarts in a row without a long enough run, this one included
+
+
+def init_policy(pod_policy: str) -> str:
+    """The restart policy an init container of a pod with `pod_policy` is run under."""
+    return "Never" if pod_policy == "Never" else "OnFailure"
 
 
 def should_restart(policy: str, exit_code: int, *, probe_failed: bool = False) -> bool:

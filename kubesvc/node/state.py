@@ -4,7 +4,7 @@ One directory per pod under `<node dir>/pods/<namespace>_<name>_<uid>/`:
 
     pod.json                          this record (written atomically)
     resolv.conf, pause.log            namespace mode: the sandbox's
-    containers/<name>/<attempt>/
+    containers/<name>/<attempt>/      (init containers' too: names are unique in a pod)
         agent.json, shim.json         the shim's PID and start time
         exit.json                     how the attempt ended (written by the shim)
         output.log                    the attempt's stdout and stderr
@@ -61,6 +61,9 @@ class PodRecord:
     # are not in the environment), and reused for every restart of its containers.
     service_env: list[tuple[str, str]] | None = None
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    # Every init container has succeeded: a restarted agent goes straight to the containers
+    # and never runs an init container of this pod again (the kubelet's rule).
+    initialized: bool = False
 
     @staticmethod
     def dir_name(namespace: str, name: str, uid: str) -> str:
@@ -89,6 +92,7 @@ class PodRecord:
                 if self.service_env is not None
                 else None,
                 "containers": {k: v.to_json() for k, v in self.containers.items()},
+                "initialized": self.initialized,
             },
         )
 
@@ -110,6 +114,7 @@ class PodRecord:
                 str(k): ContainerRecord.from_json(v)
                 for k, v in (data.get("containers") or {}).items()
             },
+            initialized=bool(data.get("initialized", False)),
         )
 
 

@@ -334,6 +334,42 @@ LAST_CRASH = {"lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(minu
             "Init:ImagePullBackOff",
             "2",
         ),
+        # The node agent's own sequence: the second of two running, then crash-looping
+        # (its restarts count), then both done and the container not started yet.
+        (
+            pod(
+                [waiting("c", "PodInitializing")],
+                phase="Pending",
+                init=[terminated("i1", 0, "Completed"), running("i2", ready=False)],
+            ),
+            "0/1",
+            "Init:1/2",
+            "0",
+        ),
+        (
+            pod(
+                [waiting("c", "PodInitializing")],
+                phase="Pending",
+                init=[
+                    terminated("i1", 0, "Completed"),
+                    waiting("i2", "CrashLoopBackOff", restarts=2, **LAST_CRASH),
+                ],
+            ),
+            "0/1",
+            "Init:CrashLoopBackOff",
+            "2 (2m ago)",
+        ),
+        (
+            pod(
+                [waiting("c", "PodInitializing")],
+                phase="Pending",
+                init=[terminated("i1", 0, "Completed"), terminated("i2", 0, "Completed")],
+                conditions=[{"type": "Initialized", "status": "True"}],
+            ),
+            "0/1",
+            "PodInitializing",
+            "0",
+        ),
         (pod(init=[terminated("i1", 0, "Completed")]), "1/1", "Running", "0"),
         # A sidecar (init container with restartPolicy Always) counts among the containers.
         (
