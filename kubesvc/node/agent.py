@@ -38,6 +38,7 @@ import copy
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ from kubesvc.node.process import (
     alive,
     find_shim,
     read_json,
+    signal_group,
     spawn_shim,
     stop_group,
     write_json,
@@ -581,11 +583,17 @@ class PodWorker:
         # Runs the init containers in turn, then starts the containers.
         self._containers_task: asyncio.Task[None] | None = None
         self._setup_error = ""
+        # While stopping: when SIGKILL is due, and the timer a shorter grace period set.
+        self._kill_deadline: float | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------- from events
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        grace = (pod.get("metadata") or {}).get("deletionGracePeriodSeconds")
+        if isinstance(grace, int):
+            self._hurry(float(grace))  # a second DELETE may shorten the grace period
         if self._last_status is not None and _ready(pod.get("status")) != _ready(self._last_status):
             # Someone else wrote our pod's readiness (the node lifecycle marks the pods of
             # a node it thought gone NotReady): write what this agent sees again.
@@ -595,7 +603,31 @@ class PodWorker:
 
     def vanished(self) -> None:
         self.gone = True
+        self._hurry(VANISHED_GRACE_S)  # force-deleted while stopping: do not wait it out
         self._changed.set()
+
+    def _hurry(self, grace_s: float) -> None:
+        """While stopping: SIGKILL in `grace_s` if that is sooner than the stop's own deadline.
+
+        The kubelet does the same when a second DELETE shortens the grace period.
+        """
+        if self._kill_deadline is None:
+            return  # not stopping (yet): `_stop_pod` reads the grace when it starts
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(grace_s, 0.0)
+        if deadline >= self._kill_deadline:
+            return
+        self._kill_deadline = deadline
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._kill_timer = loop.call_at(deadline, self._kill_now)
+        log.info("pod %s: grace period shortened to %gs", self.key, grace_s)
+
+    def _kill_now(self) -> None:
+        # The containers' own stops see their processes end and go on from there.
+        for worker in self.all_containers():
+            if worker.started is not None:
+                signal_group(worker.started.ref, signal.SIGKILL)
 
     def dirty(self) -> None:
         self._dirty.set()
@@ -771,6 +803,7 @@ class PodWorker:
         grace_s = float(grace)
         if self.gone:
             grace_s = min(grace_s, VANISHED_GRACE_S)
+        self._kill_deadline = asyncio.get_running_loop().time() + grace_s
         log.info("pod %s: stopping (grace %gs)", self.key, grace_s)
         if self.record is None:
             # Never started here (a finished pod whose record is gone): nothing runs.
@@ -791,6 +824,8 @@ class PodWorker:
                     await self.agent.network.teardown(self.record.sandbox)
             shutil.rmtree(self.record.directory, ignore_errors=True)
             self.record = None
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         if self._status_task is not None:
             self._status_task.cancel()
         if not self.gone:

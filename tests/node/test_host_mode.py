@@ -331,6 +331,25 @@ def test_graceful_termination(cluster: Cluster, ns: str, tmp_path: Path) -> None
     eventually(lambda: not running(forced_pid), what="the forced pod's process gone")
 
 
+def test_a_second_delete_shortens_the_grace_period(cluster: Cluster, ns: str) -> None:
+    stubborn = ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]
+    for name in ("slow", "forced-late"):
+        create(cluster, pod(name, stubborn, terminationGracePeriodSeconds=120), ns)
+    for name in ("slow", "forced-late"):
+        wait_running(cluster, name, ns)
+    pids = {name: shim_pid(cluster, name, ns) for name in ("slow", "forced-late")}
+    cluster.kubectl("delete", "pod", "slow", "forced-late", "-n", ns, "--wait=false")
+    assert get(cluster, "pod", "slow", ns)["metadata"]["deletionGracePeriodSeconds"] == 120
+    began = time.monotonic()
+    # The user does not want to wait two minutes: 1 s then, and the other one forced.
+    cluster.kubectl("delete", "pod", "slow", "-n", ns, "--grace-period=1", "--wait=false")
+    cluster.kubectl("delete", "pod", "forced-late", "-n", ns, "--grace-period=0", "--force")
+    eventually(lambda: get(cluster, "pod", "slow", ns) is None, 20, what="slow gone")
+    eventually(lambda: not running(pids["forced-late"]), 20, what="forced-late's process gone")
+    assert not running(pids["slow"])
+    assert time.monotonic() - began < 20  # not the 120 s the first delete gave
+
+
 def test_logs(cluster: Cluster, ns: str) -> None:
     create(
         cluster,
