@@ -395,11 +395,19 @@ def _dns_config(args: argparse.Namespace) -> DNSConfig:
         cluster_domain=domain,
         ttl_s=args.dns_ttl,
         upstreams=tuple(args.upstream or ()),
+        pod_records=args.pod_records,
         metrics_port=args.dns_metrics_port,
     )
 
 
 def _add_dns_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pod-records",
+        choices=("disabled", "insecure"),
+        default="disabled",
+        help="<a-b-c-d>.<ns>.pod.<zone> names: disabled (default, as CoreDNS) or insecure "
+        "(answer the address the name spells, as kubeadm's CoreDNS does)",
+    )
     parser.add_argument(
         "--dns-port",
         type=int,

@@ -121,3 +121,22 @@ def test_log_level_and_a_task_dump_on_sigusr1(cluster: Cluster, tmp_path: Path) 
         assert process.poll() is None  # a dump, not an exit
     finally:
         assert stop(process) == 0, log.read_text()
+
+
+def test_kubesvc_dns_serves_pod_records_when_asked(cluster: Cluster, tmp_path: Path) -> None:
+    process, log = run_part(
+        cluster, tmp_path, "dns", "--dns-port", "0", "--pod-records", "insecure"
+    )
+    try:
+        line = eventually(
+            lambda: re.search(r"on 127\.0\.0\.1:(\d+)", log.read_text()), what="dns started"
+        )
+        query = dns.message.make_query("10-244-1-5.default.pod.cluster.local", "A")
+
+        def answer() -> list[str]:
+            reply = dns.query.udp(query, "127.0.0.1", port=int(line.group(1)), timeout=2)
+            return [r.address for rrset in reply.answer for r in rrset]
+
+        assert eventually(answer) == ["10.244.1.5"]
+    finally:
+        assert stop(process) == 0, log.read_text()

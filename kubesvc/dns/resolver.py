@@ -10,6 +10,8 @@ CoreDNS `kubernetes` plugin (shared/reference/dns-spec.md):
 - `<hostname>.<svc>.<ns>.svc.<zone>`: A/AAAA of the ready endpoints of that name.
 - PTR under in-addr.arpa/ip6.arpa for cluster IPs and endpoint addresses.
 - `dns-version.<zone>` TXT "1.1.0"; SOA and NS at the apex.
+- `<a-b-c-d>.<ns>.pod.<zone>` only with `pod_records="insecure"` (not in the
+  specification; what kubeadm's CoreDNS serves): the address the name spells.
 - Name exists but not the type: NODATA (NOERROR + SOA); missing name: NXDOMAIN + SOA.
 
 ANY is answered minimally (RFC 8482): one RRset of the name, never all of them.
@@ -87,6 +89,9 @@ class ResolverConfig:
     ns_addresses: tuple[str, ...] = ()
     # Unknown reverse names are not ours when an upstream exists (CoreDNS `fallthrough`).
     reverse_fallthrough: bool = False
+    # `<a-b-c-d>.<ns>.pod.<zone>`: "disabled" (CoreDNS's default: no such names) or
+    # "insecure" (kubeadm's CoreDNS: the address the name spells, unchecked).
+    pod_records: str = "disabled"
 
 
 @dataclass
@@ -146,6 +151,16 @@ def reverse_ancestors(ip: str) -> list[str]:
     labels = reverse_name(ip).split(".")[:-1]  # drop the empty root label
     keep = 2  # "in-addr" "arpa" / "ip6" "arpa"
     return [".".join(labels[i:]) + "." for i in range(len(labels) - keep)]
+
+
+def pod_record_ip(label: str) -> str | None:
+    """The address a pod record's first label spells (`10-244-1-5`, `fd00--5`), or None."""
+    for text in (label.replace("-", "."), label.replace("-", ":")):
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            pass
+    return None
 
 
 def _rrset(
@@ -300,8 +315,17 @@ class Resolver:
                 return _Found(True, _addresses(qname, self.config.ns_addresses, qtype, self.ttl))
             return _Found(True)
         if rel[-1] == "pod":
-            # Pod records are off (CoreDNS's default `pods disabled`): the subtree is empty.
-            return _Found(len(rel) == 1)
+            if self.config.pod_records == "insecure" and len(rel) == 3:
+                ip = pod_record_ip(rel[0])
+                if ip is None:
+                    return _NX
+                return _Found(
+                    True, _addresses(qname, [ip], qtype, self.ttl) if qtype in (A, AAAA) else []
+                )
+            # Disabled (CoreDNS's default), or an empty non-terminal above the records.
+            return _Found(
+                len(rel) == 1 or (self.config.pod_records == "insecure" and len(rel) == 2)
+            )
         if rel[-1] != "svc":
             return _NX
         if len(rel) == 1:

@@ -58,6 +58,7 @@ class DNSConfig:
     tcp_idle_timeout_s: float = 10.0  # RFC 7766 suggests seconds, not minutes
     max_tcp_connections: int = 1024
     precompute: bool = True  # False only to measure the dnspython path (bench)
+    pod_records: str = "disabled"  # or "insecure": see ResolverConfig
 
 
 class _UDPProtocol(asyncio.DatagramProtocol):
@@ -201,6 +202,7 @@ class DNSServer:
                 soa_serial=int(time.time()),
                 ns_addresses=ns_addresses,
                 reverse_fallthrough=self.forwarder is not None,
+                pod_records=config.pod_records,
             ),
         )
         self.engine = Engine(

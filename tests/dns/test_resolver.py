@@ -293,6 +293,39 @@ def test_engine_table(resolver: Resolver, case: Case) -> None:
     assert lines(reply.additional) == expected(case.extra)
 
 
+P = "testns.pod.cluster.local."
+POD_CASES = [
+    # `--pod-records insecure`: the address the name spells, whatever the namespace.
+    Case(f"10-244-1-5.{P}", "A", answer=[f"10-244-1-5.{P} 5 IN A 10.244.1.5"]),
+    Case(f"10-244-1-5.{P}", "AAAA", ns=[SOA]),
+    Case(f"10-244-1-5.{P}", "TXT", ns=[SOA]),
+    Case(f"fd00--5.{P}", "AAAA", answer=[f"fd00--5.{P} 5 IN AAAA fd00::5"]),
+    Case(
+        "1-2-3-4.nowhere.pod.cluster.local.",
+        "A",
+        answer=["1-2-3-4.nowhere.pod.cluster.local. 5 IN A 1.2.3.4"],
+    ),
+    Case(f"not-an-ip.{P}", "A", "NXDOMAIN", ns=[SOA]),
+    Case(f"300-1-1-1.{P}", "A", "NXDOMAIN", ns=[SOA]),
+    Case(P, "A", ns=[SOA]),
+    Case(f"x.10-244-1-5.{P}", "A", "NXDOMAIN", ns=[SOA]),
+]
+
+
+@pytest.mark.parametrize("case", POD_CASES, ids=str)
+def test_insecure_pod_records(case: Case) -> None:
+    config = ResolverConfig(soa_serial=SERIAL, pod_records="insecure")
+    resolver = Resolver(cluster_zone(), config)
+    result = resolver.resolve(dns.name.from_text(case.qname), dns.rdatatype.from_text(case.qtype))
+    assert dns.rcode.to_text(result.rcode) == case.rcode
+    assert lines(result.answer) == expected(case.answer)
+    assert lines(result.authority) == expected(case.ns)
+    reply = dns.message.from_wire(
+        Engine(resolver).handle(query(case.qname, case.qtype).to_wire(), False)
+    )  # type: ignore[arg-type]
+    assert lines(reply.answer) == expected(case.answer)
+
+
 def test_out_of_zone_is_not_ours(resolver: Resolver) -> None:
     result = resolver.resolve(dns.name.from_text("example.com."), dns.rdatatype.A)
     assert not result.ours and result.rcode == dns.rcode.REFUSED
