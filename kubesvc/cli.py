@@ -28,6 +28,7 @@ from kubesvc.api import defaults, validation
 if TYPE_CHECKING:
     from kubesvc.apiserver.app import APIServerConfig, RunningAPIServer
     from kubesvc.client.kubeconfig import ClusterAccess
+    from kubesvc.controllers.loadbalancer import Pool
     from kubesvc.controllers.manager import ControllerManager
     from kubesvc.dns.server import DNSConfig, DNSServer
     from kubesvc.node.agent import NodeAgent, NodeConfig
@@ -229,10 +230,14 @@ async def _start_apiserver(args: argparse.Namespace) -> RunningAPIServer:
         ) from err
 
 
-async def _start_controllers(access: ClusterAccess, node_grace_s: float) -> ControllerManager:
+async def _start_controllers(
+    access: ClusterAccess, node_grace_s: float, load_balancer_pool: Pool | None = None
+) -> ControllerManager:
     from kubesvc.controllers.manager import ControllerManager
 
-    manager = ControllerManager(access, node_grace_s=node_grace_s)
+    manager = ControllerManager(
+        access, node_grace_s=node_grace_s, load_balancer_pool=load_balancer_pool
+    )
     try:
         await manager.start()
     except BaseException:
@@ -245,6 +250,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Run every part of kubesvc in this process, in the foreground."""
     _apiserver_config(args)  # bad flags fail here, before anything starts
     dns_config = _dns_config(args)
+    load_balancer_pool = _load_balancer_pool(args)
     # The whole cluster goes when `up` stops, so its pods are stopped too.
     node_config = _node_config(args, stop_pods_on_exit=True)
     proxy_config = _proxy_config(args)
@@ -258,7 +264,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             # The other parts are clients of the API, as they would be in their own processes.
             access = load_kubeconfig(str(api.kubeconfig))
-            controllers = await _start_controllers(access, args.node_monitor_grace_period)
+            controllers = await _start_controllers(
+                access, args.node_monitor_grace_period, load_balancer_pool
+            )
             closers.append(controllers.stop)
             node = await _start_node(access, node_config)
             closers.append(node.stop)
@@ -274,7 +282,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(
                 f"kubesvc is up (stop with Ctrl-C)\n"
                 f"  API server:   {api.url}\n"
-                f"  controllers:  endpoints, endpointslices, mirroring, scheduler\n"
+                f"  controllers:  endpoints, endpointslices, mirroring, scheduler"
+                f"{f', load balancers from {load_balancer_pool}' if load_balancer_pool else ''}\n"
                 f"  node:         {node_config.node_name} ({_describe_node(node_config)})\n"
                 f"  DNS:          {dns_config.address}:{dns.port} (udp, tcp), zone {dns_config.cluster_domain}\n"
                 f"  proxy:        {_describe_proxy(proxy)}\n"
@@ -323,12 +332,15 @@ def cmd_controllers(args: argparse.Namespace) -> int:
     access = _cluster_access(args)
     if not args.node_monitor_grace_period > 0:
         raise CLIError("--node-monitor-grace-period must be more than 0 seconds")
+    load_balancer_pool = _load_balancer_pool(args)
 
     async def main(stop: asyncio.Event) -> None:
         from kubesvc.client.http import APIUnavailable
 
         try:
-            manager = await _start_controllers(access, args.node_monitor_grace_period)
+            manager = await _start_controllers(
+                access, args.node_monitor_grace_period, load_balancer_pool
+            )
         except (APIUnavailable, TimeoutError) as err:
             raise CLIError(f"cannot sync with the API server at {access.server}: {err}") from None
         print(f"kubesvc controllers running against {access.server}", flush=True)
@@ -732,6 +744,33 @@ def _add_node_flags(sub: argparse.ArgumentParser, *, standalone: bool) -> None:
     )
 
 
+# `up` is one machine on loopback: LoadBalancer addresses from loopback too (no root,
+# clear of the default service and pod ranges 127.96.0.0/12 and 127.244.0.0/16).
+UP_LOAD_BALANCER_CIDR = "127.240.0.0/24"
+
+
+def _add_load_balancer_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--load-balancer-cidr",
+        default=default,
+        metavar="CIDR",
+        help="LoadBalancer Services get their address (status.loadBalancer.ingress) from this "
+        "range, and the proxies answer on it; empty: they stay <pending>, as on a cluster "
+        "without a cloud (default: %(default)r)",
+    )
+
+
+def _load_balancer_pool(args: argparse.Namespace) -> Pool | None:
+    from kubesvc.controllers.loadbalancer import parse_pool
+
+    if not args.load_balancer_cidr:
+        return None
+    try:
+        return parse_pool(args.load_balancer_cidr)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
 def _add_grace_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--node-monitor-grace-period",
@@ -990,6 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_dns_flags(sub)
             _add_proxy_flags(sub, node_name=False)
             _add_grace_flag(sub)
+            _add_load_balancer_flag(sub, UP_LOAD_BALANCER_CIDR)
         sub.set_defaults(func=func)
 
     controllers = commands.add_parser(
@@ -1004,6 +1044,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
     )
     _add_grace_flag(controllers)
+    _add_load_balancer_flag(controllers, "")
     controllers.set_defaults(func=cmd_controllers)
 
     _add_node_flags(commands.choices["up"], standalone=False)

@@ -155,6 +155,7 @@ def test_a_data_dir_that_cannot_be_made_is_one_readable_line(tmp_path: Path) -> 
         (["--node-ip", "abc"], "kubesvc: --node-ip 'abc': not an IP address"),
         (["--cluster-dns", "nope"], "kubesvc: --cluster-dns 'nope': not an IP address"),
         (["--log-port", "99999"], "kubesvc: --log-port 99999: must be a port number"),
+        (["--load-balancer-cidr", "10.0.0.1/8"], "kubesvc: --load-balancer-cidr '10.0.0.1/8'"),
     ],
 )
 def test_bad_flags_of_up_are_one_readable_line(

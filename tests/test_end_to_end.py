@@ -27,6 +27,7 @@ from tests.waiting import eventually
 _BLOCK = random.randrange(0, 250)
 POD_CIDR = f"127.246.{_BLOCK}.0/24"
 SERVICE_CIDR = f"127.97.{_BLOCK}.0/24"
+LB_POOL = f"127.240.{_BLOCK}.0/30"  # two addresses: .1 and .2
 
 # Each backend answers with its pod name, on its own pod IP, and is ready once it listens.
 # Like a well-behaved server (or a preStop sleep) it keeps serving for a second after SIGTERM,
@@ -94,6 +95,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "0",
         "--node-name",
         "e2e-node",
+        "--load-balancer-cidr",
+        LB_POOL,
     )
     yield running
     stop_cluster(running.process)
@@ -225,3 +228,56 @@ def test_udp_service_round_trip(cluster: Cluster) -> None:
                 return None
 
     assert eventually(round_trip) == "echo-0:ping"
+
+
+def lb_service(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "lb"},
+            "ports": [{"port": 8080, "targetPort": "http"}],
+            **spec,
+        },
+    }
+
+
+def external_ip(cluster: Cluster, name: str) -> str:
+    row = cluster.kubectl("get", "svc", name, "--no-headers").stdout.split()
+    return row[3]  # NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE
+
+
+def test_load_balancer_services_get_an_address_that_carries_traffic(cluster: Cluster) -> None:
+    base = LB_POOL.rsplit(".", 1)[0]
+    pod = backend("lb-web")
+    pod["metadata"]["labels"] = {"app": "lb"}
+    apply(cluster, pod)
+    apply(cluster, lb_service("lb-first"))
+    apply(cluster, lb_service("lb-pinned", loadBalancerIP=f"{base}.2"))
+    assert eventually(lambda: external_ip(cluster, "lb-pinned") == f"{base}.2")
+    assert eventually(lambda: external_ip(cluster, "lb-first") == f"{base}.1")
+    # The proxy answers on the load balancer's address, as on the ClusterIP.
+    url = f"http://{base}.1:8080/"
+    assert eventually(lambda: _answers(url), what="the load balancer address answers")
+    assert fetch(url) == "lb-web"
+
+    # The pool is used up: the next one waits, and says why.
+    apply(cluster, lb_service("lb-late"))
+
+    def told() -> bool:
+        events = cluster.kubectl(
+            "get", "events", "--field-selector", "involvedObject.name=lb-late", "-o", "json"
+        ).stdout
+        return any(e["reason"] == "AllocationFailed" for e in json.loads(events)["items"])
+
+    eventually(told, what="an AllocationFailed Event")
+    assert external_ip(cluster, "lb-late") == "<pending>"
+    # A Service that is no longer a LoadBalancer gives its address back; the waiting one gets it.
+    cluster.kubectl("patch", "svc", "lb-first", "-p", '{"spec":{"type":"ClusterIP"}}')
+    assert eventually(lambda: external_ip(cluster, "lb-first") == "<none>")
+    assert eventually(lambda: external_ip(cluster, "lb-late") == f"{base}.1")
+    for name in ("lb-first", "lb-pinned", "lb-late"):
+        cluster.kubectl("delete", "svc", name)
+    cluster.kubectl("delete", "pod", "lb-web", "--wait=false")

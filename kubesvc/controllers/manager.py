@@ -13,6 +13,7 @@ from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.controllers.base import Controller
 from kubesvc.controllers.endpoints import EndpointsController
 from kubesvc.controllers.endpointslice import EndpointSliceController
+from kubesvc.controllers.loadbalancer import LoadBalancerController, Pool
 from kubesvc.controllers.mirroring import EndpointSliceMirroringController
 from kubesvc.controllers.scheduler import Scheduler
 from kubesvc.controllers.slices import DEFAULT_MAX_ENDPOINTS_PER_SLICE
@@ -31,6 +32,8 @@ class ControllerManager:
     # node_grace_s is NotReady (its Ready condition Unknown) and gets no new pods.
     scheduler: bool = True
     node_grace_s: float = nodes.DEFAULT_GRACE_S
+    # LoadBalancer Services get their addresses from this pool; None: they stay pending.
+    load_balancer_pool: Pool | None = None
     client: Client = field(init=False)
     informers: dict[str, Informer] = field(init=False, default_factory=dict)
     controllers: list[Controller] = field(init=False, default_factory=list)
@@ -77,6 +80,12 @@ class ControllerManager:
                     self.informer("Pod"),
                     self.informer("Node"),
                     grace_s=self.node_grace_s,
+                )
+            )
+        if self.load_balancer_pool is not None:
+            self.controllers.append(
+                LoadBalancerController(
+                    self.client, self.informer("Service"), self.load_balancer_pool
                 )
             )
         for informer in self.informers.values():
