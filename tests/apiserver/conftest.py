@@ -140,11 +140,12 @@ def start_cluster(
     raise AssertionError(f"kubesvc {command} did not become ready in 30 s")
 
 
-def stop_cluster(process: subprocess.Popen[str]) -> None:
+def stop_cluster(process: subprocess.Popen[str], grace_s: float = 10) -> None:
+    """SIGTERM a kubesvc process, SIGKILL it if it is still there after `grace_s`."""
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=10)

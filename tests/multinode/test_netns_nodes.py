@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.apiserver.conftest import KUBESVC
+from tests.apiserver.conftest import KUBESVC, stop_cluster
 from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
 from tests.node.test_netns import CLIENT, SERVER
@@ -184,13 +183,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
                 what="pods gone",
             )
         for proc in reversed(nodes.procs):
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            stop_cluster(proc, grace_s=15)
         leftovers = kill_leftovers(str(nodes.base))
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], check=False, timeout=10)

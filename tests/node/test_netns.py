@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.apiserver.conftest import KUBESVC
+from tests.apiserver.conftest import KUBESVC, stop_cluster
 from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
 
@@ -94,13 +93,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNamespace]:
         assert process.poll() is None, (data_dir / "up.log").read_text()
         yield NodeNamespace(name, data_dir, process)
     finally:
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        if process is not None:
+            stop_cluster(process, grace_s=20)
         leftovers = kill_leftovers(str(data_dir))
         subprocess.run(["ip", "netns", "del", name], check=False)
     assert process.returncode == 0, (data_dir / "up.log").read_text()

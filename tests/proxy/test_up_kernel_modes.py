@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from kubesvc.proxy.ipvs import ipvs_support
-from tests.apiserver.conftest import KUBESVC
+from tests.apiserver.conftest import KUBESVC, stop_cluster
 from tests.needs import require_root_tools
 from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
 from tests.node.test_netns import SERVER, NodeNamespace
@@ -96,13 +96,8 @@ def node(
         assert process.poll() is None, (data_dir / "up.log").read_text()
         yield NodeNamespace(name, data_dir, process)
     finally:
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        if process is not None:
+            stop_cluster(process, grace_s=20)
         leftovers = kill_leftovers(str(data_dir))
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
     assert process.returncode == 0, (data_dir / "up.log").read_text()
