@@ -47,6 +47,7 @@ PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 # Where a pod's node serves its logs (set by the node agent; see kubesvc/node/logs.py).
 POD_LOG_ANNOTATION = "node.kubesvc.io/logs"
 POD_LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes")
+UNSUPPORTED_LOG_PARAMS = ("timestamps", "sinceSeconds", "sinceTime")
 _USER_KEY = web.RequestKey("user", User)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -653,6 +654,14 @@ async def _proxy_pod_log(
     The node is found in the pod's `node.kubesvc.io/logs` annotation, which its
     agent writes; only the caller's log options are passed on.
     """
+    unsupported = [k for k in UNSUPPORTED_LOG_PARAMS if query.get(k) not in (None, "", "false")]
+    if unsupported:
+        # Processes write their log files themselves, with no time per line to filter or show:
+        # say so rather than hand back the whole log as if the option had applied.
+        raise errors.bad_request(
+            f"{', '.join(unsupported)}: not supported by kubesvc's node agent, which does not "
+            "record when each log line was written"
+        )
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     name, annotations = meta.get("name", ""), meta.get("annotations") or {}
     containers = [c.get("name") for c in spec.get("containers") or [] if isinstance(c, dict)]

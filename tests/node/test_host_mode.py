@@ -362,6 +362,11 @@ def test_logs(cluster: Cluster, ns: str) -> None:
     assert cluster.kubectl("logs", "-n", ns, "talker", "--limit-bytes=6").stdout == "line 1"
     wrong = cluster.kubectl("logs", "-n", ns, "talker", "-c", "nope", check=False)
     assert wrong.returncode != 0 and "is not valid for pod talker" in wrong.stderr
+    # Options that need a time per line are refused, not silently ignored.
+    for flag in ("--timestamps", "--since=1h", "--since-time=2026-01-01T00:00:00Z"):
+        refused = cluster.kubectl("logs", "-n", ns, "talker", flag, check=False)
+        assert refused.returncode != 0, flag
+        assert "does not record when each log line was written" in refused.stderr, refused.stderr
     previous = cluster.kubectl("logs", "-n", ns, "talker", "--previous", check=False)
     assert previous.returncode != 0 and "previous terminated container" in previous.stderr
     # -f follows until the process ends.
