@@ -15,9 +15,13 @@ from typing import Any
 from kubesvc.allocator.ranges import PortRange, ServiceCIDR
 from kubesvc.allocator.records import claimed_ips, claimed_node_ports
 from kubesvc.api.field import FieldError, Path, forbidden, invalid
+from kubesvc.api.validation import needs_health_check_port
 
 CLUSTER_IPS = Path("spec").child("clusterIPs")
 PORTS = Path("spec").child("ports")
+HEALTH_CHECK_PORT = Path("spec").child("healthCheckNodePort")
+# In `dynamic_ports`, this index stands for spec.healthCheckNodePort (the others index spec.ports).
+HEALTH_CHECK = -1
 
 ALREADY_ALLOCATED_IP = "provided IP is already allocated"
 ALREADY_ALLOCATED_PORT = "provided port is already allocated"
@@ -176,6 +180,17 @@ def plan_service(
                 plan.claim_ports.append(number)
         elif _wants_node_ports(spec):
             plan.dynamic_ports.append(i)
+    if needs_health_check_port(spec):
+        number = spec.get("healthCheckNodePort")
+        if isinstance(number, int) and not isinstance(number, bool) and number:
+            if number not in old_ports and number not in plan.port_paths:
+                plan.port_paths[number] = HEALTH_CHECK_PORT
+                if ports.offset_of(number) is None:
+                    plan.errors.append(invalid(HEALTH_CHECK_PORT, number, port_out_of_range(ports)))
+                else:
+                    plan.claim_ports.append(number)
+        else:
+            plan.dynamic_ports.append(HEALTH_CHECK)
     plan.release_ports = [p for p in old_ports if p not in new_ports]
     return plan
 
@@ -184,4 +199,6 @@ def range_full_error(what: str, cidr: ServiceCIDR, ports: PortRange, index: int 
     """The field error for an exhausted range (`what` is "ip" or "port")."""
     if what == "ip":
         return forbidden(CLUSTER_IPS, ip_range_full(cidr))
+    if index == HEALTH_CHECK:
+        return forbidden(HEALTH_CHECK_PORT, port_range_full(ports))
     return forbidden(PORTS.index(index).child("nodePort"), port_range_full(ports))

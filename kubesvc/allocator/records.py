@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api.validation import needs_health_check_port
+
 Obj = dict[str, Any]
 
 IP_PREFIX = "/registry/ipaddresses/"
@@ -162,7 +164,8 @@ def claimed_ips(svc: Mapping[str, Any]) -> list[str]:
 
 
 def claimed_node_ports(svc: Mapping[str, Any]) -> list[int]:
-    """The node ports a Service holds (one record per number, whatever the protocol)."""
+    """The node ports a Service holds (one record per number, whatever the protocol),
+    its health check port included."""
     spec = _spec(svc)
     if spec.get("type") not in ("NodePort", "LoadBalancer"):
         return []
@@ -178,6 +181,9 @@ def claimed_node_ports(svc: Mapping[str, Any]) -> list[int]:
             and number not in out
         ):
             out.append(number)
+    health = spec.get("healthCheckNodePort")
+    if needs_health_check_port(spec) and isinstance(health, int) and health and health not in out:
+        out.append(health)
     return out
 
 

@@ -32,6 +32,7 @@ from kubesvc.allocator.plan import (
     ALREADY_ALLOCATED_IP,
     ALREADY_ALLOCATED_PORT,
     CLUSTER_IPS,
+    HEALTH_CHECK,
     ServicePlan,
     plan_service,
     range_full_error,
@@ -182,7 +183,10 @@ def _filled(svc: Obj, ip: str | None, node_ports: dict[int, int]) -> Obj:
         if isinstance(first, str) and first:
             spec["clusterIP"] = first
     for index, port in node_ports.items():
-        spec["ports"][index]["nodePort"] = port
+        if index == HEALTH_CHECK:
+            spec["healthCheckNodePort"] = port
+        else:
+            spec["ports"][index]["nodePort"] = port
     return out
 
 

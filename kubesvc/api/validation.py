@@ -10,7 +10,7 @@ in a `Context`.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -717,6 +717,20 @@ def validate_service(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Err
                 "may only be set for externally-accessible services",
             )
         )
+    hc_path = spec_path.child("healthCheckNodePort")
+    health_port = spec.get("healthCheckNodePort")
+    if health_port not in (None, 0):
+        if not needs_health_check_port(spec):
+            errs.append(
+                invalid(
+                    hc_path,
+                    health_port,
+                    "may only be set when `type` is 'LoadBalancer' and "
+                    "`externalTrafficPolicy` is 'Local'",
+                )
+            )
+        else:
+            _port(health_port, hc_path, errs)
     shape.boolean(
         spec.get("publishNotReadyAddresses"), spec_path.child("publishNotReadyAddresses"), errs
     )
@@ -725,6 +739,15 @@ def validate_service(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Err
         _names(formats.ip_address, lb_ip, spec_path.child("loadBalancerIP"), errs)
     shape.mapping(obj.get("status"), Path("status"), errs)
     return errs
+
+
+def needs_health_check_port(spec: Any) -> bool:
+    """A LoadBalancer that keeps traffic on the node: its health is told on a node port."""
+    return (
+        isinstance(spec, Mapping)
+        and spec.get("type") == "LoadBalancer"
+        and spec.get("externalTrafficPolicy") == "Local"
+    )
 
 
 def validate_service_update(
@@ -749,6 +772,14 @@ def validate_service_update(
             and old_fams[0] != new_fams[0]
         ):
             errs.append(invalid(Path("spec").child("ipFamilies").index(0), new_fams[0], IMMUTABLE))
+    old_hc, new_hc = old_spec.get("healthCheckNodePort"), new_spec.get("healthCheckNodePort")
+    if (
+        needs_health_check_port(old_spec)
+        and needs_health_check_port(new_spec)
+        and old_hc
+        and new_hc != old_hc
+    ):
+        errs.append(invalid(Path("spec").child("healthCheckNodePort"), new_hc, IMMUTABLE))
     return errs
 
 

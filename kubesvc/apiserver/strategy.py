@@ -152,6 +152,13 @@ def _keep_allocations(new: Obj, old: Obj) -> None:
                 key = (port.get("protocol", "TCP"), port.get("port"))
                 if key in old_node_ports:
                     port["nodePort"] = old_node_ports[key]
+    if (
+        validation.needs_health_check_port(new_spec)
+        and validation.needs_health_check_port(old_spec)
+        and not new_spec.get("healthCheckNodePort")
+        and old_spec.get("healthCheckNodePort")
+    ):
+        new_spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
 
 
 def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
@@ -202,6 +209,12 @@ def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
         "externalTrafficPolicy"
     ):
         new_spec.pop("externalTrafficPolicy", None)
+    if (
+        validation.needs_health_check_port(old_spec)
+        and not validation.needs_health_check_port(new_spec)
+        and new_spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort")
+    ):
+        new_spec.pop("healthCheckNodePort", None)  # the allocator releases it
 
 
 STRATEGIES: dict[str, Strategy] = {}

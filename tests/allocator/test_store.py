@@ -199,3 +199,54 @@ async def test_cluster_ips_alone_sets_cluster_ip(store: SqliteStore) -> None:
     )
     assert made["spec"]["clusterIP"] == "127.96.0.11"
     assert await record_values(store, records.IP_PREFIX) == ["127.96.0.11"]
+
+
+async def test_health_check_node_port_of_a_local_load_balancer(store: SqliteStore) -> None:
+    rest = await server(store)
+    local = {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}
+    made = await rest.create(SERVICES, "default", service("lb", **local), WriteOptions())
+    health = made["spec"]["healthCheckNodePort"]
+    node_port = made["spec"]["ports"][0]["nodePort"]
+    assert PORTS.offset_of(health) is not None and health != node_port
+    held = await record_values(store, records.NODE_PORT_PREFIX)
+    assert held == sorted(map(str, (health, node_port)))
+
+    # A Cluster policy (or another type) has none: not given, not kept.
+    plain = await rest.create(
+        SERVICES, "default", service("plain", type="LoadBalancer"), WriteOptions()
+    )
+    assert "healthCheckNodePort" not in plain["spec"]
+    with pytest.raises(StatusError) as wrong:
+        await rest.create(
+            SERVICES,
+            "default",
+            service("np", type="NodePort", healthCheckNodePort=30005),
+            WriteOptions(),
+        )
+    assert wrong.value.code == 422
+    assert wrong.value.causes[0]["field"] == "spec.healthCheckNodePort"
+
+    # Chosen by the user: honoured when free, refused when taken.
+    held = await record_values(store, records.NODE_PORT_PREFIX)
+    free = next(p for p in range(30000, 30020) if str(p) not in held)
+    mine = await rest.create(
+        SERVICES, "default", service("mine", **local, healthCheckNodePort=free), WriteOptions()
+    )
+    assert mine["spec"]["healthCheckNodePort"] == free
+    with pytest.raises(StatusError) as taken:
+        await rest.create(
+            SERVICES,
+            "default",
+            service("dup", **local, healthCheckNodePort=free),
+            WriteOptions(),
+        )
+    assert taken.value.code == 422 and "already allocated" in taken.value.message
+
+    # Going to Cluster policy releases it; deleting releases the rest.
+    current = await rest.get(SERVICES, "default", "lb")
+    current["spec"]["externalTrafficPolicy"] = "Cluster"
+    updated, _ = await rest.update(SERVICES, "default", "lb", current, WriteOptions())
+    assert "healthCheckNodePort" not in updated["spec"]
+    assert str(health) not in await record_values(store, records.NODE_PORT_PREFIX)
+    await rest.delete(SERVICES, "default", "mine", Preconditions())
+    assert str(free) not in await record_values(store, records.NODE_PORT_PREFIX)

@@ -195,6 +195,24 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
         None,
         None,
     ),
+    (
+        "healthCheckNodePort on a Local LoadBalancer",
+        service(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=30100),
+        None,
+        None,
+    ),
+    (
+        "healthCheckNodePort on a Cluster LoadBalancer",
+        service(type="LoadBalancer", externalTrafficPolicy="Cluster", healthCheckNodePort=30100),
+        "spec.healthCheckNodePort",
+        INVALID,
+    ),
+    (
+        "healthCheckNodePort out of range",
+        service(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=70000),
+        "spec.healthCheckNodePort",
+        INVALID,
+    ),
     ("headless NodePort", service(type="NodePort", clusterIP="None"), "spec.clusterIP", INVALID),
     (
         "ExternalName",
