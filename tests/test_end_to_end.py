@@ -281,3 +281,44 @@ def test_load_balancer_services_get_an_address_that_carries_traffic(cluster: Clu
     for name in ("lb-first", "lb-pinned", "lb-late"):
         cluster.kubectl("delete", "svc", name)
     cluster.kubectl("delete", "pod", "lb-web", "--wait=false")
+
+
+def health_check(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_a_local_load_balancer_tells_its_health_on_its_health_check_node_port(
+    cluster: Cluster,
+) -> None:
+    pod = backend("hc-web")
+    pod["metadata"]["labels"] = {"app": "hc"}
+    apply(cluster, pod)
+    for name, app in (("hc-local", "hc"), ("hc-none", "nobody")):
+        svc = lb_service(name, externalTrafficPolicy="Local")
+        svc["spec"]["selector"] = {"app": app}
+        apply(cluster, svc)
+    ports = {
+        name: json.loads(cluster.kubectl("get", "svc", name, "-o", "json").stdout)["spec"][
+            "healthCheckNodePort"
+        ]
+        for name in ("hc-local", "hc-none")
+    }
+    # This node runs the one ready pod of hc-local: 200 and its count; hc-none has none: 503.
+    want = (200, {"service": {"namespace": "default", "name": "hc-local"}, "localEndpoints": 1})
+    assert eventually(lambda: _without_healthy(health_check(ports["hc-local"])) == want)
+    status, body = health_check(ports["hc-none"])
+    assert (status, body["localEndpoints"], body["serviceProxyHealthy"]) == (503, 0, True)
+    # Deleting the Service closes its port.
+    cluster.kubectl("delete", "svc", "hc-local")
+    eventually(lambda: not _answers(f"http://127.0.0.1:{ports['hc-local']}/"))
+    cluster.kubectl("delete", "svc", "hc-none")
+    cluster.kubectl("delete", "pod", "hc-web", "--wait=false")
+
+
+def _without_healthy(result: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    status, body = result
+    return status, {k: v for k, v in body.items() if k != "serviceProxyHealthy"}

@@ -74,6 +74,8 @@ class ServicePort:
     external_local: bool = False  # externalTrafficPolicy: Local (NodePort, LoadBalancer)
     scheduler: str | None = None  # from SCHEDULER_ANNOTATION; None = the node's --scheduler
     proxy_protocol: int = 0  # 0 = off, 1 or 2 = PROXY protocol version sent to backends
+    # A LoadBalancer with externalTrafficPolicy Local: where this node tells its local endpoints.
+    health_check_node_port: int = 0
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -190,6 +192,9 @@ def service_ports(
     lb_ips = tuple(ip for ip in (_valid_ip(_dict(i).get("ip")) for i in ingress) if ip)
     svc_type = spec.get("type") or "ClusterIP"
     has_node_ports = svc_type in ("NodePort", "LoadBalancer")
+    health_port = 0
+    if svc_type == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+        health_port = _port_number(spec.get("healthCheckNodePort")) or 0
     for raw in _list(spec.get("ports")):
         port_spec = _dict(raw)
         port = _port_number(port_spec.get("port"))
@@ -212,6 +217,7 @@ def service_ports(
             external_local=has_node_ports and spec.get("externalTrafficPolicy") == "Local",
             scheduler=scheduler,
             proxy_protocol=proxy_protocol,
+            health_check_node_port=health_port,
         )
     return out
 

@@ -37,6 +37,7 @@ from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.proxy import iptables, ipvs, nftables
 from kubesvc.proxy.balancer import DEFAULT_DIAL_TIMEOUTS_S, DEFAULT_FAILURE_HOLD_S
+from kubesvc.proxy.healthcheck import HealthChecks, WithHealthChecks
 from kubesvc.proxy.metrics import ProxyMetrics
 from kubesvc.proxy.model import ProxyBackend, ProxyState
 from kubesvc.proxy.netexec import NetExec
@@ -284,6 +285,7 @@ class ProxyServer:
         self.mode_metric.labels(config.mode, self.effective_mode).set(1)
         self.proxier: UserspaceProxier | None = None  # the userspace backend, when in that mode
         self.backend: ProxyBackend | None = None
+        self.health_checks: HealthChecks | None = None
         self.sync: SyncLoop | None = None
         self.healthz_port: int | None = None
         self.metrics_port: int | None = None
@@ -317,6 +319,10 @@ class ProxyServer:
             backend = proxier
         else:
             backend = kernel_backend(self.effective_mode, self.config)
+        self.health_checks = HealthChecks(
+            self.config.node_addresses, self.config.node_name or socket.gethostname()
+        )
+        backend = WithHealthChecks(backend, self.health_checks)
         self.backend = backend
         self.sync = SyncLoop(
             self.state,
@@ -374,6 +380,8 @@ class ProxyServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self.health_checks is not None:
+            self.health_checks.close()
         if self.proxier is not None:
             self.proxier.close()
 
