@@ -5,67 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from kubesvc.api.errors import StatusError
+from kubesvc.client.events import record_event, rfc3339
 from kubesvc.client.http import APIUnavailable, Client
 from kubesvc.client.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 log = logging.getLogger("kubesvc.controllers")
 
+__all__ = ["Controller", "record_event", "rfc3339"]  # the controllers' shared helpers
+
 # After this many failed syncs in a row a key is dropped until its next change,
 # so one broken object cannot keep a worker busy for ever.
 MAX_RETRIES = 15
-
-
-def rfc3339(ts: float | None = None, *, nanos: bool = False) -> str:
-    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
-    if nanos:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def record_event(
-    client: Client, involved: Obj, event_type: str, reason: str, message: str, component: str
-) -> None:
-    """Write a core/v1 Event about `involved`; failures to record are logged, never raised."""
-    meta = involved.get("metadata") or {}
-    namespace = meta.get("namespace") or "default"
-    now = rfc3339()
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {
-            "name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}",
-            "namespace": namespace,
-        },
-        "involvedObject": {
-            "kind": involved.get("kind"),
-            "apiVersion": involved.get("apiVersion", "v1"),
-            "namespace": namespace,
-            "name": meta.get("name"),
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": event_type,
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
-    try:
-        await client.create(event)
-    except (StatusError, APIUnavailable) as err:
-        log.warning(
-            "could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), err
-        )
 
 
 class Controller:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kubesvc.api.errors import StatusError
+from kubesvc.client.events import event_object, rfc3339
 from kubesvc.client.http import APIUnavailable, Client
 
 log = logging.getLogger("kubesvc.node")
@@ -27,10 +26,6 @@ Obj = dict[str, Any]
 COMPONENT = "kubelet"  # what `kubectl describe` shows under "From", as for a real node
 AGGREGATE_S = 600.0  # client-go folds repeats within 10 minutes
 MAX_REMEMBERED = 1024
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -61,7 +56,7 @@ class EventRecorder:
         if seen is not None and now - seen.first_s < AGGREGATE_S:
             seen.count += 1
             self._seen.move_to_end(key)
-            patch = {"count": seen.count, "lastTimestamp": _rfc3339(now)}
+            patch = {"count": seen.count, "lastTimestamp": rfc3339(now)}
             try:
                 await self.client.patch("Event", seen.name, patch, seen.namespace)
                 return
@@ -74,32 +69,17 @@ class EventRecorder:
             except APIUnavailable as err:
                 log.warning("could not update event %s on %s: %s", reason, meta.get("name"), err)
                 return
-        name = f"{meta.get('name', 'pod')}.{uuid.uuid4().hex[:16]}"
-        involved: Obj = {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "namespace": namespace,
-            "name": meta.get("name"),
-            "uid": uid,
-            "resourceVersion": meta.get("resourceVersion"),
-        }
-        if field_path:
-            involved["fieldPath"] = field_path
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "source": {"component": COMPONENT, "host": self.host},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self.host,
-            "firstTimestamp": _rfc3339(now),
-            "lastTimestamp": _rfc3339(now),
-            "count": 1,
-        }
+        event = event_object(
+            {**pod, "kind": "Pod", "apiVersion": "v1"},
+            event_type,
+            reason,
+            message,
+            COMPONENT,
+            host=self.host,
+            field_path=field_path,
+            now=now,
+        )
+        name = event["metadata"]["name"]
         # Remembered before the write: a repeat while it is in flight is folded into it.
         self._seen[key] = _Seen(namespace, name, 1, now)
         self._seen.move_to_end(key)
