@@ -8,10 +8,11 @@ the end removes them all. Addresses come from 198.18.0.0/24 (RFC 2544).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,31 +65,35 @@ class NodeNamespace:
         return (json.loads(out) if out.strip() else {}).get("status") or {}
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNamespace]:
-    _require_root()
-    name = f"kst-node-{os.getpid()}"
-    data_dir = tmp_path_factory.mktemp("netns")
-    subprocess.run(["ip", "netns", "add", name], check=True)
+@contextlib.contextmanager
+def up_in_namespace(
+    name: str,
+    data_dir: Path,
+    flags: list[str],
+    links: list[list[str]] = (),  # type: ignore[assignment]
+) -> Iterator[NodeNamespace]:
+    """`kubesvc up FLAGS` inside a network namespace of its own, made with `ip -n NAME LINK…`
+    commands, and everything gone with it at the end (the pods' processes included)."""
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     process = None
     try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        log = (data_dir / "up.log").open("w")
+        for argv in (["link", "set", "lo", "up"], *links):
+            subprocess.run(["ip", "-n", name, *argv], check=True, timeout=10)
         up = [KUBESVC, "up", "--data-dir", str(data_dir), "--api-port", "0", "--dns-port", "0"]
         up += ["--healthz-port", "0", "--metrics-port", "0"]  # the proxy's: any free port
-        node_flags = ["--node-name", "ns-node", "--pod-network", "netns", "--pod-cidr", POD_CIDR]
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", name, *up, *node_flags],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with (data_dir / "up.log").open("w") as log:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", name, *up, *flags],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         eventually(
             lambda: (
                 "kubesvc is up" in (data_dir / "up.log").read_text() or process.poll() is not None
             ),  # type: ignore[union-attr]
-            timeout_s=30,
-            what="kubesvc up in the node namespace",
+            timeout_s=40,
+            what="kubesvc up in its network namespace",
         )
         assert process.poll() is None, (data_dir / "up.log").read_text()
         yield NodeNamespace(name, data_dir, process)
@@ -96,9 +101,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNamespace]:
         if process is not None:
             stop_cluster(process, grace_s=20)
         leftovers = kill_leftovers(str(data_dir))
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
     assert process.returncode == 0, (data_dir / "up.log").read_text()
     assert not leftovers, f"pod processes outlived kubesvc up: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNamespace]:
+    _require_root()
+    flags = ["--node-name", "ns-node", "--pod-network", "netns", "--pod-cidr", POD_CIDR]
+    with up_in_namespace(f"kst-node-{os.getpid()}", tmp_path_factory.mktemp("netns"), flags) as ns:
+        yield ns
 
 
 SERVER = """

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from kubesvc.proxy.ipvs import ipvs_support
-from tests.apiserver.conftest import KUBESVC, stop_cluster
+from tests.apiserver.conftest import KUBESVC
 from tests.needs import require_root_tools
-from tests.node.conftest import PYTHON, eventually, kill_leftovers, pod
-from tests.node.test_netns import SERVER, NodeNamespace
+from tests.node.conftest import PYTHON, eventually, pod
+from tests.node.test_netns import SERVER, NodeNamespace, up_in_namespace
 
 POD_CIDR = "198.18.3.0/24"
 SERVICE_CIDR = "198.19.130.0/24"
@@ -64,44 +64,18 @@ def node(
     if mode == "ipvs" and ipvs_support()[0]:
         pytest.skip("this kernel has IPVS: the fallback to iptables cannot be shown here")
     require_root_tools(*TOOLS[mode], what=f"kubesvc up --proxy-mode {mode} in a network namespace")
+    links = [
+        ["link", "add", "node0", "type", "veth", "peer", "name", "node1"],
+        ["addr", "add", NODE_LINK, "dev", "node0"],
+        ["link", "set", "node0", "up"],
+        ["link", "set", "node1", "up"],
+        ["route", "add", SERVICE_CIDR, "dev", "node0"],
+    ]
+    flags = ["--proxy-mode", mode, "--service-cidr", SERVICE_CIDR, "--min-sync-period", "0"]
+    flags += ["--node-name", "kernel-node", "--pod-network", "netns", "--pod-cidr", POD_CIDR]
     name = f"kst-up-{mode[:3]}-{os.getpid()}"
-    data_dir = tmp_path_factory.mktemp(f"up-{mode}")
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    process = None
-    try:
-        for argv in (
-            ["link", "set", "lo", "up"],
-            ["link", "add", "node0", "type", "veth", "peer", "name", "node1"],
-            ["addr", "add", NODE_LINK, "dev", "node0"],
-            ["link", "set", "node0", "up"],
-            ["link", "set", "node1", "up"],
-            ["route", "add", SERVICE_CIDR, "dev", "node0"],
-        ):
-            subprocess.run(["ip", "-n", name, *argv], check=True, timeout=10)
-        log = (data_dir / "up.log").open("w")
-        up = [KUBESVC, "up", "--data-dir", str(data_dir), "--api-port", "0", "--dns-port", "0"]
-        up += ["--healthz-port", "0", "--metrics-port", "0", "--proxy-mode", mode]
-        up += ["--service-cidr", SERVICE_CIDR, "--min-sync-period", "0"]
-        up += ["--node-name", "kernel-node", "--pod-network", "netns", "--pod-cidr", POD_CIDR]
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", name, *up], stdout=log, stderr=subprocess.STDOUT, text=True
-        )
-        eventually(
-            lambda: (
-                "kubesvc is up" in (data_dir / "up.log").read_text() or process.poll() is not None
-            ),  # type: ignore[union-attr]
-            timeout_s=40,
-            what=f"kubesvc up --proxy-mode {mode}",
-        )
-        assert process.poll() is None, (data_dir / "up.log").read_text()
-        yield NodeNamespace(name, data_dir, process)
-    finally:
-        if process is not None:
-            stop_cluster(process, grace_s=20)
-        leftovers = kill_leftovers(str(data_dir))
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
-    assert process.returncode == 0, (data_dir / "up.log").read_text()
-    assert not leftovers, f"pod processes outlived kubesvc up: {leftovers}"
+    with up_in_namespace(name, tmp_path_factory.mktemp(f"up-{mode}"), flags, links) as ns:
+        yield ns
 
 
 def mode_of(node: NodeNamespace) -> str:
