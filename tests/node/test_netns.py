@@ -70,7 +70,7 @@ def up_in_namespace(
     name: str,
     data_dir: Path,
     flags: list[str],
-    links: list[list[str]] = (),  # type: ignore[assignment]
+    links: Sequence[Sequence[str]] = (),
 ) -> Iterator[NodeNamespace]:
     """`kubesvc up FLAGS` inside a network namespace of its own, made with `ip -n NAME LINK…`
     commands, and everything gone with it at the end (the pods' processes included)."""
