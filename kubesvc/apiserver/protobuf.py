@@ -252,10 +252,21 @@ SERVICE = {
     ),
 }
 
+# What `kubectl drain` (and client-go's protobuf clients) send with a DELETE.
+DELETE_OPTIONS = {
+    1: Field("gracePeriodSeconds", "int64", keep=True),  # a pointer: 0 means "now"
+    2: _msg("preconditions", {1: _s("uid"), 2: _s("resourceVersion")}),
+    3: Field("orphanDependents", "bool", keep=True),
+    4: _s("propagationPolicy"),
+    5: _strings("dryRun"),
+}
+
 # The kinds whose protobuf bodies are understood, by (apiVersion, kind).
 LAYOUTS: dict[tuple[str, str], dict[int, Field]] = {
     ("v1", "Namespace"): NAMESPACE,
     ("v1", "Service"): SERVICE,
+    ("v1", "DeleteOptions"): DELETE_OPTIONS,
+    ("meta.k8s.io/v1", "DeleteOptions"): DELETE_OPTIONS,
 }
 
 

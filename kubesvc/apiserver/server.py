@@ -602,7 +602,12 @@ class APIServer:
     ) -> web.Response:
         raw = await self._read_body(request)
         options: dict[str, Any] = {}
-        if raw.strip():
+        content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+        if raw and content_type == PROTOBUF:
+            from kubesvc.apiserver import protobuf
+
+            options = protobuf.decode(raw, "DeleteOptions")
+        elif raw.strip():
             try:
                 options = json.loads(raw)
             except ValueError as err:

@@ -282,6 +282,27 @@ def test_delete_with_stale_precondition_is_409(cluster: Cluster) -> None:
     assert status == 200 and body["metadata"]["name"] == "guarded"
 
 
+def test_delete_options_in_protobuf_as_kubectl_drain_sends_them(cluster: Cluster) -> None:
+    from tests.apiserver.test_protobuf import envelope, ld
+
+    _, created, _ = cluster.request("POST", SVC_PATH, service("drained"))
+    stale = envelope(ld(2, ld(2, "1")), kind="DeleteOptions")  # preconditions.resourceVersion
+    status, body, _ = cluster.request(
+        "DELETE",
+        f"{SVC_PATH}/drained",
+        raw=stale,
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert status == 409, body  # the protobuf preconditions are applied
+    status, body, _ = cluster.request(
+        "DELETE",
+        f"{SVC_PATH}/drained",
+        raw=envelope(b"", kind="DeleteOptions"),
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert status == 200 and body["metadata"]["uid"] == created["metadata"]["uid"]
+
+
 def _watch_lines(cluster: Cluster, path: str, out: list[dict[str, Any]], stop_after: int) -> None:
     host, port = cluster.url.removeprefix("https://").rsplit(":", 1)
     conn = http.client.HTTPSConnection(host, int(port), context=cluster.ssl_context(), timeout=20)

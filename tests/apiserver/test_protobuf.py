@@ -356,6 +356,25 @@ def test_expected_kind() -> None:
     assert err.value.code == 400
 
 
+@pytest.mark.parametrize("api_version", ["v1", "meta.k8s.io/v1"])
+def test_delete_options_as_kubectl_drain_sends_them(api_version: str) -> None:
+    body = envelope(
+        vint(1, 0) + ld(2, ld(1, "uid-1") + ld(2, "42")) + ld(4, "Background") + ld(5, "All"),
+        kind="DeleteOptions",
+        api_version=api_version,
+    )
+    assert protobuf.decode(body, expected_kind="DeleteOptions") == {
+        "kind": "DeleteOptions",
+        "apiVersion": api_version,
+        "gracePeriodSeconds": 0,  # a pointer in Go: zero is "now", not "unset"
+        "preconditions": {"uid": "uid-1", "resourceVersion": "42"},
+        "propagationPolicy": "Background",
+        "dryRun": ["All"],
+    }
+    bare = protobuf.decode(envelope(b"", kind="DeleteOptions"), expected_kind="DeleteOptions")
+    assert "gracePeriodSeconds" not in bare
+
+
 def test_a_kind_without_a_layout_is_unsupported_media_type() -> None:
     with pytest.raises(StatusError) as err:
         protobuf.decode(envelope(meta(), kind="Pod"))
