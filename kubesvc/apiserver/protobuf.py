@@ -261,12 +261,36 @@ DELETE_OPTIONS = {
     5: _strings("dryRun"),
 }
 
+# What `kubectl auth can-i` sends.
+SELF_SUBJECT_ACCESS_REVIEW = {
+    1: _msg("metadata", OBJECT_META),
+    2: _msg(
+        "spec",
+        {
+            1: _msg(
+                "resourceAttributes",
+                {
+                    1: _s("namespace"),
+                    2: _s("verb"),
+                    3: _s("group"),
+                    4: _s("version"),
+                    5: _s("resource"),
+                    6: _s("subresource"),
+                    7: _s("name"),
+                },
+            ),
+            2: _msg("nonResourceAttributes", {1: _s("path"), 2: _s("verb")}),
+        },
+    ),
+}
+
 # The kinds whose protobuf bodies are understood, by (apiVersion, kind).
 LAYOUTS: dict[tuple[str, str], dict[int, Field]] = {
     ("v1", "Namespace"): NAMESPACE,
     ("v1", "Service"): SERVICE,
     ("v1", "DeleteOptions"): DELETE_OPTIONS,
     ("meta.k8s.io/v1", "DeleteOptions"): DELETE_OPTIONS,
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
 }
 
 

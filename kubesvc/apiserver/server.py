@@ -23,7 +23,7 @@ from aiohttp import web
 
 from kubesvc.api import errors, selectors, tables
 from kubesvc.api.errors import StatusError
-from kubesvc.apiserver import discovery, openapi
+from kubesvc.apiserver import discovery, openapi, reviews
 from kubesvc.apiserver.auth import Authenticator, User
 from kubesvc.apiserver.resources import BY_PLURAL, Resource, group_versions
 from kubesvc.apiserver.rest import (
@@ -170,6 +170,13 @@ class APIServer:
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_doc)
         app.router.add_route("*", "/api/v1", self._group_version_root)
         app.router.add_route("*", "/api/v1/{rest:.+}", self._resource)
+        # `kubectl auth can-i` and `kubectl auth whoami` (before the resources' routes).
+        app.router.add_post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._access_review
+        )
+        app.router.add_post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews", self._self_subject_review
+        )
         app.router.add_route("*", "/apis/{group}/{version}", self._group_version_root)
         app.router.add_route("*", "/apis/{group}/{version}/{rest:.+}", self._resource)
         app.router.add_get("/apis/{group}", self._group)
@@ -229,6 +236,18 @@ class APIServer:
         raise errors.forbidden(plural, target.name or "" if target else "", why)
 
     # ------------------------------------------------------- fixed endpoints
+
+    def _caller(self, request: web.Request) -> User:
+        # Without an authenticator (tests of the bare API) the caller may do anything.
+        return request.get(_USER_KEY) or User("admin", "0", ("system:masters",))
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        body = await self._decode_body(request)
+        return _json_response(reviews.access_review(self._caller(request), body), 201)
+
+    async def _self_subject_review(self, request: web.Request) -> web.Response:
+        await self._read_body(request)
+        return _json_response(reviews.self_subject_review(self._caller(request)), 201)
 
     async def _version(self, request: web.Request) -> web.Response:
         return _json_response(discovery.version_info())
@@ -361,7 +380,7 @@ class APIServer:
             return self._object_response(request, target, obj, query)
         if method == "PUT":
             self._authorise(request, "update", target)
-            body = await self._decode_body(request, target)
+            body = await self._decode_body(request)
             opts = self._write_options(query)
             obj, created = await self.rest.update(
                 target.resource,
@@ -538,9 +557,7 @@ class APIServer:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _decode_body(
-        self, request: web.Request, target: Target, *, patch_type: str | None = None
-    ) -> Any:
+    async def _decode_body(self, request: web.Request, *, patch_type: str | None = None) -> Any:
         raw = await self._read_body(request)
         content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
         if content_type == PROTOBUF:
@@ -573,7 +590,7 @@ class APIServer:
     async def _create(
         self, request: web.Request, target: Target, query: dict[str, str]
     ) -> web.Response:
-        body = await self._decode_body(request, target)
+        body = await self._decode_body(request)
         opts = self._write_options(query)
         obj = await self.rest.create(target.resource, target.namespace, body, opts)
         return _json_response(obj, 201, _warning_headers(opts))
@@ -584,7 +601,7 @@ class APIServer:
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type not in PATCH_TYPES:
             raise errors.unsupported_media_type(content_type)
-        body = await self._decode_body(request, target, patch_type=content_type)
+        body = await self._decode_body(request, patch_type=content_type)
         opts = self._write_options(query, force=_flag(query.get("force")))
         obj, created = await self.rest.patch(
             target.resource,
@@ -641,7 +658,7 @@ class APIServer:
             if request.method != "POST":
                 raise errors.method_not_allowed(request.method, request.path)
             self._authorise(request, "create", target)
-            body = await self._decode_body(request, target)
+            body = await self._decode_body(request)
             status = await self.rest.bind(target.namespace or "", target.name or "", body)
             return _json_response(status, 201)
         if request.method != "GET":

@@ -308,3 +308,21 @@ def test_namespaces_and_get_all(cluster: Cluster, version: str | None) -> None:
     assert {"namespace/default", "namespace/kube-system", "namespace/kube-public"} <= set(names)
     all_out = kubectl(cluster, version, "get", "all").stdout
     assert "service/" in all_out
+
+
+def test_auth_can_i_and_whoami(cluster: Cluster, version: str | None) -> None:
+    admin = cluster.kubectl("auth", "can-i", "create", "pods", version=version)
+    assert admin.stdout.strip() == "yes"
+    viewer = ["--token", cluster.viewer_token()]
+    refused = cluster.kubectl(
+        *viewer, "auth", "can-i", "create", "pods", version=version, check=False
+    )
+    assert refused.returncode == 1 and refused.stdout.startswith("no")
+    reads = cluster.kubectl(
+        *viewer, "auth", "can-i", "list", "services", "-n", "kube-system", version=version
+    )
+    assert reads.stdout.strip() == "yes"
+    if version != "1.27":  # `auth whoami` came in kubectl 1.28
+        who = cluster.kubectl(*viewer, "auth", "whoami", "-o", "json", version=version).stdout
+        info = json.loads(who)["status"]["userInfo"]
+        assert info["username"] == "viewer" and "system:authenticated" in info["groups"]
