@@ -275,6 +275,22 @@ class ContainerWorker:
         self.view.state = {"waiting": {"reason": reason, "message": message}}
         self.view.ready = False
         self.pod.dirty()
+        if reason == "CrashLoopBackOff":
+            meta = self.pod.pod.get("metadata") or {}
+            self._event(
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {self.name} in pod "
+                f"{meta.get('name')}_{meta.get('namespace')}({meta.get('uid')})",
+            )
+        else:  # the container cannot be created as specified
+            self._event("Warning", "Failed", f"Error: {message}")
+
+    def _event(self, event_type: str, reason: str, message: str) -> None:
+        """An Event about this container, as the kubelet writes them (`kubectl describe pod`)."""
+        self.pod.agent.record_event(
+            self.pod.pod, event_type, reason, message, self.name, init=self.init
+        )
 
     def _start(self) -> bool:
         """Start the next attempt; False when the container cannot run as specified."""
@@ -330,6 +346,8 @@ class ContainerWorker:
         self.view.container_id = f"process://{pid}" if pid > 0 else ""
         self._begin_probing(ready=False, started=False)
         self.pod.dirty()
+        if pid > 0:
+            self._event("Normal", "Started", f"Started container {self.name}")
         return True
 
     def _termination(self, attempt: int) -> Obj:
@@ -414,6 +432,8 @@ class ContainerWorker:
         self.view.ready = False
         if self.started is not None:
             started = self.started
+            if alive(started.ref):
+                self._event("Normal", "Killing", f"Stopping container {self.name}")
             await stop_group(started, grace_s)
             if not alive(started.ref) and self.record.attempt >= 0:
                 self._ended()
@@ -478,7 +498,7 @@ class ContainerWorker:
             # readiness probe never makes the container ready.
             text = f"{kind.capitalize()} probe errored: {err}"
             log.warning("pod %s container %s: %s", self.pod.key, self.name, text)
-            self.pod.agent.record_event(self.pod.pod, "Warning", "Unhealthy", text, self.name)
+            self._event("Warning", "Unhealthy", text)
             return
         timing = state.timing
         # initialDelaySeconds counts from the container's start, for every kind of probe.
@@ -515,7 +535,7 @@ class ContainerWorker:
             # The kubelet's words, in the log and in `kubectl describe pod`.
             text = f"{kind.capitalize()} probe failed: {message}"
             log.warning("pod %s container %s: %s", self.pod.key, self.name, text)
-            self.pod.agent.record_event(self.pod.pod, "Warning", "Unhealthy", text, self.name)
+            self._event("Warning", "Unhealthy", text)
         if probes.started:
             probes_started.set()  # liveness and readiness may begin
         if outcome.changed:
@@ -543,7 +563,7 @@ class ContainerWorker:
         if restart:
             text += ", will be restarted"
         log.warning("pod %s: %s", self.pod.key, text)
-        self.pod.agent.record_event(self.pod.pod, "Normal", "Killing", text, self.name)
+        self._event("Normal", "Killing", text)
         # A condemned container is not ready (ContainerProbes says so): out of the
         # Endpoints now, not only once its grace period is over.
         self.view.ready = False
@@ -1090,10 +1110,18 @@ class NodeAgent:
         task.add_done_callback(self._tasks.discard)
 
     def record_event(
-        self, pod: Obj, event_type: str, reason: str, message: str, container: str = ""
+        self,
+        pod: Obj,
+        event_type: str,
+        reason: str,
+        message: str,
+        container: str = "",
+        *,
+        init: bool = False,
     ) -> None:
         """Write an Event about `pod` (one of its containers) in the background."""
-        field_path = f"spec.containers{{{container}}}" if container else ""
+        kind = "initContainers" if init else "containers"
+        field_path = f"spec.{kind}{{{container}}}" if container else ""
         self._spawn(self.events.record(pod, event_type, reason, message, field_path=field_path))
 
     # ---------------------------------------------------------------- events

@@ -441,3 +441,35 @@ def test_bad_pod_specs_are_refused_by_the_api(
     assert code == 422, status
     assert status["reason"] == "Invalid"
     assert message in status["message"]
+
+
+def test_kubectl_describe_pod_tells_the_life_of_a_pod(cluster: Cluster, ns: str) -> None:
+    create(cluster, pod("lived", ["sleep", "300"]), ns)
+    create(cluster, pod("crashing", ["sh", "-c", "exit 3"]), ns)
+    image_only = pod("imaged", ["x"])
+    del image_only["spec"]["containers"][0]["command"]
+    image_only["spec"]["containers"][0]["image"] = "nginx:1.27"
+    create(cluster, image_only, ns)
+    wait_running(cluster, "lived", ns)
+    cluster.kubectl("delete", "pod", "lived", "-n", ns, "--grace-period=1", "--wait=false")
+
+    def reasons(name: str) -> set[str]:
+        out = cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        ).stdout
+        return {e["reason"] for e in json.loads(out)["items"]}
+
+    eventually(lambda: {"Started", "Killing"} <= reasons("lived"), what="Started, then Killing")
+    eventually(lambda: {"Started", "BackOff"} <= reasons("crashing"), what="BackOff")
+    eventually(lambda: "Failed" in reasons("imaged"), what="Failed for an image-only container")
+    described = cluster.kubectl("describe", "pod", "crashing", "-n", ns).stdout
+    assert "Back-off restarting failed container main" in described
+    for name in ("crashing", "imaged"):
+        cluster.kubectl("delete", "pod", name, "-n", ns, "--grace-period=1", "--wait=false")
