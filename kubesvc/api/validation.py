@@ -734,11 +734,40 @@ def validate_service(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Err
     shape.boolean(
         spec.get("publishNotReadyAddresses"), spec_path.child("publishNotReadyAddresses"), errs
     )
+    ranges_path = spec_path.child("loadBalancerSourceRanges")
+    ranges = shape.sequence(spec.get("loadBalancerSourceRanges"), ranges_path, errs)
+    if ranges and svc_type != "LoadBalancer":
+        errs.append(forbidden(ranges_path, "may only be used when `type` is 'LoadBalancer'"))
+    for i, text in enumerate(ranges):
+        cidr = shape.string(text, ranges_path.index(i), errs)
+        if cidr is None:
+            continue
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            errs.append(
+                invalid(
+                    ranges_path.index(i),
+                    cidr,
+                    "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 ",
+                )
+            )
     lb_ip = shape.string(spec.get("loadBalancerIP"), spec_path.child("loadBalancerIP"), errs)
     if lb_ip:
         _names(formats.ip_address, lb_ip, spec_path.child("loadBalancerIP"), errs)
     shape.mapping(obj.get("status"), Path("status"), errs)
     return errs
+
+
+def service_warnings(obj: Any) -> list[str]:
+    """What the API accepts of a Service but kubesvc does not act on (a `Warning:` for kubectl)."""
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    if isinstance(spec, dict) and spec.get("loadBalancerSourceRanges"):
+        return [
+            "spec.loadBalancerSourceRanges: not enforced by kubesvc's proxies: "
+            "every source may reach the load balancer address"
+        ]
+    return []
 
 
 def needs_health_check_port(spec: Any) -> bool:

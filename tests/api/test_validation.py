@@ -213,6 +213,24 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
         "spec.healthCheckNodePort",
         INVALID,
     ),
+    (
+        "loadBalancerSourceRanges",
+        service(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", " 192.0.2.0/24"]),
+        None,
+        None,
+    ),
+    (
+        "loadBalancerSourceRanges, not a range",
+        service(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", "nowhere"]),
+        "spec.loadBalancerSourceRanges[1]",
+        INVALID,
+    ),
+    (
+        "loadBalancerSourceRanges on a ClusterIP Service",
+        service(loadBalancerSourceRanges=["10.0.0.0/8"]),
+        "spec.loadBalancerSourceRanges",
+        FORBIDDEN,
+    ),
     ("headless NodePort", service(type="NodePort", clusterIP="None"), "spec.clusterIP", INVALID),
     (
         "ExternalName",
