@@ -759,17 +759,6 @@ def validate_service(obj: dict[str, Any], ctx: Context = DEFAULT_CONTEXT) -> Err
     return errs
 
 
-def service_warnings(obj: Any) -> list[str]:
-    """What the API accepts of a Service but kubesvc does not act on (a `Warning:` for kubectl)."""
-    spec = obj.get("spec") if isinstance(obj, dict) else None
-    if isinstance(spec, dict) and spec.get("loadBalancerSourceRanges"):
-        return [
-            "spec.loadBalancerSourceRanges: not enforced by kubesvc's proxies: "
-            "every source may reach the load balancer address"
-        ]
-    return []
-
-
 def needs_health_check_port(spec: Any) -> bool:
     """A LoadBalancer that keeps traffic on the node: its health is told on a node port."""
     return (

@@ -55,8 +55,6 @@ class WriteOptions:
     def check_fields(self, obj: Obj, kind: str) -> None:
         """Apply `fieldValidation` to a body: unknown fields are errors, warnings or dropped."""
         self.warnings.extend(openapi.validate_fields(obj, kind, self.field_validation))
-        if kind == "Service":
-            self.warnings.extend(validation.service_warnings(obj))
 
 
 @dataclass(frozen=True)

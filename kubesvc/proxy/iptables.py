@@ -94,6 +94,10 @@ def ext_chain(name: ServicePortName) -> str:
     return "KUBE-EXT-" + port_proto_hash(name)
 
 
+def fw_chain(name: ServicePortName) -> str:
+    return "KUBE-FW-" + port_proto_hash(name)
+
+
 def sep_chain(name: ServicePortName, ep: Endpoint) -> str:
     return "KUBE-SEP-" + _hash16(str(name) + name.protocol.lower() + str(ep))
 
@@ -219,10 +223,21 @@ def render_service(
                 )
                 if svc not in chains:  # cannot happen (external ⊆ cluster when not Local)
                     chains[svc] = _balance_rules(svc, name, port, external_eps, seps, comments)
+            fw = fw_chain(name)
             for ip in external_ips:
+                guarded = port.source_ranges and ip in port.load_balancer_ips
                 nat_services.append(
                     f"-A {KUBE_SERVICES} -m comment --comment {_quote(f'{name} external IP')} "
-                    f"-d {ip}/32 {match} -j {ext}"
+                    f"-d {ip}/32 {match} -j {fw if guarded else ext}"
+                )
+            if port.source_ranges and any(ip in port.load_balancer_ips for ip in external_ips):
+                # Admitted sources go on to the Service; the others are not DNATed, and the
+                # filter rules below drop what still heads for the load balancer address.
+                chains[fw] = tuple(
+                    f"-A {fw} -m comment --comment {_quote(f'{name} loadbalancer IP')} "
+                    f"-s {cidr} -j {ext}"
+                    for cidr in port.source_ranges
+                    if ":" not in cidr
                 )
             if port.node_port:
                 nat_nodeports.append(
@@ -242,6 +257,13 @@ def render_service(
                     f"{_quote(f'{name} has no endpoints')} -m addrtype --dst-type LOCAL "
                     f"{_proto_match(port.protocol, port.node_port)} {reject}"
                 )
+    if port.source_ranges:
+        for ip in external_ips:
+            if ip in port.load_balancer_ips:
+                why = _quote(f"{name} traffic not accepted by the load balancer source ranges")
+                drop = f"-m comment --comment {why} -d {ip}/32 {match} -j DROP"
+                filter_external.append(f"-A {KUBE_EXTERNAL_SERVICES} {drop}")
+                filter_services.append(f"-A {KUBE_SERVICES} {drop}")
     for ep in sorted(used):
         chains[seps[ep]] = _sep_rules(name, port, ep, seps[ep], comments)
     return RenderedService(

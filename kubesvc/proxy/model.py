@@ -19,6 +19,7 @@ No I/O, no clock: times are passed in by the caller.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +40,30 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_TIMEOUT_S = 10800  # Kubernetes' default for ClientIP affinity
 SCHEDULER_NAMES = ("rr", "random", "lc", "sed", "nq", "dh", "sh")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+@functools.lru_cache(maxsize=4096)
+def _networks(ranges: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(r) for r in ranges)
+
+
+def source_in(source: str, ranges: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return False
+    return any(address in network for network in _networks(ranges))
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    """The valid CIDRs of a list (the API refuses others; a bad one here is skipped)."""
+    out: list[str] = []
+    for text in value if isinstance(value, list) else ():
+        try:
+            out.append(str(ipaddress.ip_network(str(text).strip(), strict=False)))
+        except ValueError:
+            continue
+    return tuple(dict.fromkeys(out))
 
 
 class ServicePortName(NamedTuple):
@@ -76,6 +101,15 @@ class ServicePort:
     proxy_protocol: int = 0  # 0 = off, 1 or 2 = PROXY protocol version sent to backends
     # A LoadBalancer with externalTrafficPolicy Local: where this node tells its local endpoints.
     health_check_node_port: int = 0
+    # loadBalancerSourceRanges (normalised CIDRs): the only sources the load balancer
+    # addresses admit; empty: every source.
+    source_ranges: tuple[str, ...] = ()
+
+    def admits(self, address: str, source: str) -> bool:
+        """Whether traffic from `source` to `address` passes the load balancer's source ranges."""
+        if not self.source_ranges or address not in self.load_balancer_ips:
+            return True
+        return source_in(source, self.source_ranges)
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -195,6 +229,9 @@ def service_ports(
     health_port = 0
     if svc_type == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
         health_port = _port_number(spec.get("healthCheckNodePort")) or 0
+    source_ranges = (
+        _cidrs(spec.get("loadBalancerSourceRanges")) if svc_type == "LoadBalancer" else ()
+    )
     for raw in _list(spec.get("ports")):
         port_spec = _dict(raw)
         port = _port_number(port_spec.get("port"))
@@ -218,6 +255,7 @@ def service_ports(
             scheduler=scheduler,
             proxy_protocol=proxy_protocol,
             health_check_node_port=health_port,
+            source_ranges=source_ranges,
         )
     return out
 

@@ -68,6 +68,7 @@ EXTERNAL_MASQ = "external-masq"
 NODEPORT_MASQ = "nodeport-masq"
 AFFINITY_UPDATES = "affinity-updates"
 HAIRPIN = "hairpin"
+FIREWALL_DROP = "firewall-drop"
 
 # The fixed part of the table: maps, sets and chains that do not depend on Services.
 BASE: tuple[str, ...] = (
@@ -80,6 +81,7 @@ BASE: tuple[str, ...] = (
     f"add set {T} {HAIRPIN} {{ type ipv4_addr . ipv4_addr ; }}",
     f"add set {T} {EXTERNAL_MASQ} {{ type ipv4_addr . inet_proto . inet_service ; }}",
     f"add set {T} {NODEPORT_MASQ} {{ type inet_proto . inet_service ; }}",
+    f"add set {T} {FIREWALL_DROP} {{ type ipv4_addr . inet_proto . inet_service ; }}",
     f"add chain {T} reject-chain",
     f"add rule {T} reject-chain reject",
     f"add chain {T} mark-for-masquerade",
@@ -95,6 +97,9 @@ BASE: tuple[str, ...] = (
     f"add rule {T} services fib daddr type local ip daddr != 127.0.0.0/8 "
     f"meta l4proto . th dport vmap @{SERVICE_NODEPORTS}",
     f"add chain {T} endpoints-check",
+    # A load balancer address still the destination here was not DNATed: its source is
+    # outside the Service's loadBalancerSourceRanges (see the fw- chains).
+    f"add rule {T} endpoints-check ip daddr . meta l4proto . th dport @{FIREWALL_DROP} drop",
     f"add rule {T} endpoints-check ip daddr . meta l4proto . th dport vmap @{NO_EP_SERVICES}",
     f"add rule {T} endpoints-check fib daddr type local ip daddr != 127.0.0.0/8 "
     f"meta l4proto . th dport vmap @{NO_EP_NODEPORTS}",
@@ -127,6 +132,10 @@ def svc_chain(name: ServicePortName) -> str:
 
 def svl_chain(name: ServicePortName) -> str:
     return "svl-" + port_proto_hash(name)
+
+
+def fw_chain(name: ServicePortName) -> str:
+    return "fw-" + port_proto_hash(name)
 
 
 def aff_map(name: ServicePortName, timeout_s: int) -> str:
@@ -285,6 +294,21 @@ def render_service(
                 elements[(NO_EP_SERVICES, f"{ip} . {p} . {port.port}")] = "goto reject-chain"
             if port.node_port:
                 elements[(NO_EP_NODEPORTS, f"{p} . {port.node_port}")] = "goto reject-chain"
+    lb_ips = [ip for ip in port.load_balancer_ips if ":" not in ip]
+    ranges = [cidr for cidr in port.source_ranges if ":" not in cidr]
+    if port.source_ranges and lb_ips:
+        # Only admitted sources take the Service's verdict; the rest fall through, not DNATed,
+        # to the endpoints check, which drops them.
+        fw = fw_chain(name)
+        for ip in lb_ips:
+            key = (SERVICE_IPS, f"{ip} . {p} . {port.port}")
+            verdict = elements.get(key)
+            if verdict and ranges:
+                chains[fw] = (f"ip saddr {{ {', '.join(ranges)} }} {verdict}",)
+                elements[key] = f"goto {fw}"
+            elif verdict:
+                del elements[key]
+            elements[(FIREWALL_DROP, f"{ip} . {p} . {port.port}")] = ""
     if sticky and (cluster_eps or external_eps):
         aff = aff_map(name, port.affinity_timeout_s)
         affinity[aff] = port.affinity_timeout_s

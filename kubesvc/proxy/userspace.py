@@ -559,6 +559,10 @@ class Listener:
     def balancer(self) -> ServiceBalancer:
         return self.port.external_balancer if self.external else self.port.cluster_balancer
 
+    def admits(self, source: str) -> bool:
+        """loadBalancerSourceRanges, for a load balancer address (read at each new client)."""
+        return self.port.info.admits(self.key[0], source)
+
     def open(self) -> None:
         raise NotImplementedError
 
@@ -602,6 +606,10 @@ class TcpListener(Listener):
                 self.reactor.remove_reader(sock.fileno())
                 self._paused = self.loop.call_later(0.1, self._resume)
                 return
+            if not self.admits(addr[0]):
+                self.port.rejected += 1
+                _reset_close(conn)  # outside loadBalancerSourceRanges
+                continue
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.port.connections_total += 1
@@ -812,6 +820,8 @@ class UdpListener(Listener):
                 return
             client = (addr[0], addr[1])
             session = self.sessions.get(client)
+            if session is None and not self.admits(client[0]):
+                continue  # outside loadBalancerSourceRanges: dropped
             if session is None:
                 session = self._new_session(client)
                 if session is None:

@@ -326,19 +326,3 @@ def test_auth_can_i_and_whoami(cluster: Cluster, version: str | None) -> None:
         who = cluster.kubectl(*viewer, "auth", "whoami", "-o", "json", version=version).stdout
         info = json.loads(who)["status"]["userInfo"]
         assert info["username"] == "viewer" and "system:authenticated" in info["groups"]
-
-
-def test_an_unenforced_field_is_a_warning(cluster: Cluster, version: str | None) -> None:
-    svc = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "ranged"},
-        "spec": {
-            "type": "LoadBalancer",
-            "ports": [{"port": 80}],
-            "loadBalancerSourceRanges": ["192.0.2.0/24"],
-        },
-    }
-    result = kubectl(cluster, version, "apply", "-f", "-", stdin=json.dumps(svc))
-    assert "Warning: spec.loadBalancerSourceRanges: not enforced" in result.stderr
-    kubectl(cluster, version, "delete", "svc", "ranged")

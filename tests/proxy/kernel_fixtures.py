@@ -16,6 +16,8 @@ def port(
     external_ips: tuple[str, ...] = (),
     external_local: bool = False,
     scheduler: str | None = None,
+    lb_ips: tuple[str, ...] = (),
+    source_ranges: tuple[str, ...] = (),
 ) -> ServicePort:
     return ServicePort(
         name=ServicePortName("default", name, "", protocol),
@@ -27,6 +29,8 @@ def port(
         affinity_timeout_s=affinity_s,
         external_local=external_local,
         scheduler=scheduler,
+        load_balancer_ips=lb_ips,
+        source_ranges=source_ranges,
     )
 
 

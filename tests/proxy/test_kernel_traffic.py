@@ -28,6 +28,9 @@ DNS = port("dns", "198.19.0.13", 53, "UDP")
 SELF = port("self", "198.19.0.14", 80)  # only endpoint: pod A (hairpin)
 # This kernel has no SCTP sockets, so no SCTP traffic: the rules must load all the same.
 SCTP = port("sctp", "198.19.0.15", 9000, "SCTP", node_port=30090)
+# A load balancer address that only the client pod may use (loadBalancerSourceRanges).
+LB_IP = "198.19.0.40"
+LB = port("lb", "198.19.0.16", 80, lb_ips=(LB_IP,), source_ranges=(f"{CLIENT}/32",))
 
 MODES = ["iptables", "iptables-legacy", "nftables"]
 TOOLS = {"iptables": "iptables-restore", "iptables-legacy": "iptables-legacy-restore"}
@@ -74,6 +77,7 @@ def all_services(**over: Any) -> list[Any]:
         "dns": (DNS, eps(A, B)),
         "self": (SELF, eps(A)),
         "sctp": (SCTP, eps(A, B)),
+        "lb": (LB, eps(A, B)),
     }
     items.update(over)
     return list(items.values())
@@ -154,6 +158,15 @@ def test_endpoint_change_moves_tcp_traffic(cluster: Cluster) -> None:
         assert names(cluster.node.client("tcp", WEB.cluster_ips[0], 80, 10)) == {"c": 10}
     finally:
         cluster.apply(*all_services())
+
+
+def test_load_balancer_source_ranges_admit_only_their_sources(cluster: Cluster) -> None:
+    admitted = names(cluster.pods["client"].client("tcp", LB_IP, 80, 10))
+    assert set(admitted) <= {"a", "b"} and sum(admitted.values()) == 10, admitted
+    (reply,) = cluster.node.client("tcp", LB_IP, 80, 1)  # the node is not in the range
+    assert reply.get("error") == "TimeoutError", reply  # dropped, as kube-proxy drops it
+    # The ClusterIP of the same Service stays open to everyone.
+    assert set(names(cluster.node.client("tcp", LB.cluster_ips[0], 80, 4))) <= {"a", "b"}
 
 
 def test_sctp_service_rules_are_in_the_kernel(cluster: Cluster) -> None:

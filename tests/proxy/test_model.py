@@ -272,3 +272,26 @@ def test_usable_endpoints(
 ) -> None:
     got = usable_endpoints(port, eps, node_name="here", external=external)
     assert [ep.ip for ep in got] == expect
+
+
+def test_load_balancer_source_ranges_apply_to_load_balancer_addresses_only() -> None:
+    from kubesvc.proxy.model import service_ports
+
+    svc = {
+        "metadata": {"name": "lb", "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "198.19.0.9",
+            "ports": [{"port": 80}],
+            "loadBalancerSourceRanges": [" 198.18.0.0/24", "198.18.0.0/24", "bogus", "10.1.2.3/8"],
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "198.19.9.1"}]}},
+    }
+    (port,) = service_ports(svc).values()
+    assert port.source_ranges == ("198.18.0.0/24", "10.0.0.0/8")
+    assert port.admits("198.19.9.1", "198.18.0.7")
+    assert not port.admits("198.19.9.1", "198.20.0.7")
+    assert port.admits("198.19.0.9", "198.20.0.7")  # the ClusterIP: every source
+    svc["spec"]["type"] = "NodePort"
+    (plain,) = service_ports(svc).values()
+    assert plain.source_ranges == ()

@@ -421,3 +421,32 @@ async def test_sctp_is_not_carried_in_userspace_mode_and_says_so_once(
         assert "default/signal" in warnings[0] and "iptables or nftables" in warnings[0]
     finally:
         proxier.close()
+
+
+async def test_load_balancer_source_ranges_admit_only_their_sources(backends: Backends) -> None:
+    async with running(BASE) as proxy:
+        ip = pod_ip()
+        await backends.tcp(ip, 8080)
+        vip, lb, allowed = cluster_ip(), cluster_ip(), cluster_ip()
+        svc = service(
+            "guarded",
+            vip,
+            [{"name": "http", "port": 18081, "nodePort": 30081}],
+            type="LoadBalancer",
+            loadBalancerSourceRanges=[f"{allowed}/32"],
+        )
+        svc["status"] = {"loadBalancer": {"ingress": [{"ip": lb}]}}
+        proxy.apply(svc, endpoints("guarded", [ip], EP_HTTP))
+
+        async def first_line(source: str) -> bytes:
+            reader, writer = await asyncio.open_connection(lb, 18081, local_addr=(source, 0))
+            try:
+                return await reader.readline()
+            finally:
+                writer.close()
+
+        assert (await first_line(allowed)).decode().strip() == f"{ip}:8080"
+        # Any other source is reset at once; the ClusterIP stays open to it.
+        with contextlib.suppress(ConnectionResetError):
+            assert await first_line("127.0.0.1") == b""
+        assert await whoami(vip, 18081) == f"{ip}:8080"
