@@ -53,6 +53,30 @@ def service(n: int, seq: int = 0) -> dict[str, Any]:
     }
 
 
+def watch_latency(
+    out: Callable[..., None],
+    latency: dict[bool, list[float]],
+    acks: dict[bool, list[float]],
+    **fields: Any,
+) -> None:
+    """p50/p99 watch delivery, one at a time and 64 in flight, against the write's own ack."""
+    for one_at_a_time in (True, False):
+        for p in (50, 99):
+            ours = percentile(latency[one_at_a_time], p) * 1000
+            peer = percentile(acks[one_at_a_time], p) * 1000
+            out(
+                f"watch_latency_p{p}_ms",
+                ours,
+                "ms",
+                **fields,
+                in_flight=1 if one_at_a_time else 64,
+                samples=len(latency[one_at_a_time]),
+                peer="write acknowledgement latency",
+                peer_value=round(peer, 3),
+                ratio=round(ours / peer, 3),
+            )
+
+
 def emit(figure: str, value: float, unit: str, **extra: Any) -> None:
     print(
         json.dumps(
@@ -173,22 +197,7 @@ async def main(directory: Path, objects: int, watchers: int, sequential: int) ->
             watchers=watchers,
         )
         await asyncio.wait_for(asyncio.gather(*consumers), 120)
-        for one_at_a_time in (True, False):
-            for p in (50, 99):
-                ours = percentile(latency[one_at_a_time], p) * 1000
-                peer = percentile(acks[one_at_a_time], p) * 1000
-                emit(
-                    f"watch_latency_p{p}_ms",
-                    ours,
-                    "ms",
-                    in_flight=1 if one_at_a_time else 64,
-                    watchers=watchers,
-                    objects=objects,
-                    samples=len(latency[one_at_a_time]),
-                    peer="write acknowledgement latency",
-                    peer_value=round(peer, 3),
-                    ratio=round(ours / peer, 3),
-                )
+        watch_latency(emit, latency, acks, watchers=watchers, objects=objects)
         for stream in streams:
             await stream.close()
     finally:

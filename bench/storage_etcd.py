@@ -31,14 +31,14 @@ from kubesvc.storage.etcd import EtcdStore
 from kubesvc.storage.etcd_gateway import GatewayClient, b64
 from kubesvc.storage.interface import WatchStream
 
-# The object shape, the rate loop and the percentiles are bench/storage.py's own.
+# The object shape, the rate loop and the watch latency report are bench/storage.py's own.
 _spec = importlib.util.spec_from_file_location(
     "bench_storage", Path(__file__).with_name("storage.py")
 )
 assert _spec is not None and _spec.loader is not None
 sqlite_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sqlite_bench)
-service, rate, percentile = sqlite_bench.service, sqlite_bench.rate, sqlite_bench.percentile
+service, rate = sqlite_bench.service, sqlite_bench.rate
 
 PREFIX = "/registry/services/default/"
 
@@ -117,23 +117,7 @@ async def main(
         ours = await rate([lambda s=s: update(s) for s in range(sequential, total)], 64)
         throughput("updates_per_s", ours, peer_many, in_flight=64, watchers=watchers)
         await asyncio.wait_for(asyncio.gather(*consumers), 120)
-        for one_at_a_time in (True, False):
-            for p in (50, 99):
-                ours = percentile(latency[one_at_a_time], p) * 1000
-                ack = percentile(acks[one_at_a_time], p) * 1000
-                emit(
-                    f"watch_latency_p{p}_ms",
-                    ours,
-                    "ms",
-                    **extra,
-                    in_flight=1 if one_at_a_time else 64,
-                    watchers=watchers,
-                    objects=objects,
-                    samples=len(latency[one_at_a_time]),
-                    peer="write acknowledgement latency",
-                    peer_value=round(ack, 3),
-                    ratio=round(ours / ack, 3),
-                )
+        sqlite_bench.watch_latency(emit, latency, acks, **extra, watchers=watchers, objects=objects)
         for stream in streams:
             await stream.close()
     finally:
