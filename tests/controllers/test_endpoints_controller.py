@@ -3,55 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import pytest
 
 from kubesvc.api.errors import StatusError
 from kubesvc.client.http import Client
-from kubesvc.client.kubeconfig import load_kubeconfig
 from kubesvc.controllers.manager import ControllerManager
-from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
 from tests.waiting import eventually_async
 
 
 def eventually(check: Any, timeout_s: float = 10.0) -> Any:
     # A 404 or a conflict just means "not yet" here.
     return eventually_async(check, timeout_s, tolerate=(StatusError,), interval_s=0.05)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = start_cluster(tmp_path_factory.mktemp("ctl"))
-    yield running
-    stop_cluster(running.process)
-
-
-@pytest.fixture
-async def api(cluster: Cluster) -> AsyncIterator[Client]:
-    async with Client(load_kubeconfig(str(cluster.kubeconfig))) as client:
-        yield client
-
-
-@pytest.fixture
-async def manager(cluster: Cluster) -> AsyncIterator[ControllerManager]:
-    mgr = ControllerManager(load_kubeconfig(str(cluster.kubeconfig)))
-    await mgr.start()
-    yield mgr
-    await mgr.stop()
-
-
-_ns_counter = 0
-
-
-@pytest.fixture
-async def ns(api: Client) -> str:
-    global _ns_counter
-    _ns_counter += 1
-    name = f"ep-{_ns_counter}"
-    await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 def service(

@@ -4,56 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import pytest
 
 from kubesvc.api.errors import StatusError
 from kubesvc.client.http import Client
 from kubesvc.client.kubeconfig import load_kubeconfig
 from kubesvc.controllers.endpointslice import EndpointSliceController
 from kubesvc.controllers.manager import ControllerManager
-from tests.apiserver.conftest import Cluster, start_cluster, stop_cluster
+from tests.apiserver.conftest import Cluster
 from tests.controllers.test_endpoints_controller import eventually, make_pod, service, set_ready
 
 Obj = dict[str, Any]
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 MIRROR_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = start_cluster(tmp_path_factory.mktemp("slices"))
-    yield running
-    stop_cluster(running.process)
-
-
-@pytest.fixture
-async def api(cluster: Cluster) -> AsyncIterator[Client]:
-    async with Client(load_kubeconfig(str(cluster.kubeconfig))) as client:
-        yield client
-
-
-@pytest.fixture
-async def manager(cluster: Cluster) -> AsyncIterator[ControllerManager]:
-    mgr = ControllerManager(load_kubeconfig(str(cluster.kubeconfig)))
-    await mgr.start()
-    yield mgr
-    await mgr.stop()
-
-
-_ns_counter = 0
-
-
-@pytest.fixture
-async def ns(api: Client) -> str:
-    global _ns_counter
-    _ns_counter += 1
-    name = f"es-{_ns_counter}"
-    await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 async def slices(api: Client, ns: str, svc: str, managed_by: str = SLICE_CONTROLLER) -> list[Obj]:
