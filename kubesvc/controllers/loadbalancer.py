@@ -39,8 +39,6 @@ def parse_pool(text: str) -> Pool:
         pool = ipaddress.ip_network(text, strict=True)
     except ValueError as err:
         raise ValueError(f"--load-balancer-cidr {text!r}: not a CIDR ({err})") from None
-    if pool.num_addresses < 1:
-        raise ValueError(f"--load-balancer-cidr {text!r}: holds no address")
     return pool
 
 

@@ -36,6 +36,7 @@ from kubesvc.api import nodes
 from kubesvc.api.errors import StatusError
 from kubesvc.client.http import APIUnavailable, Client, path_for, resource_for
 from kubesvc.client.informer import Informer, object_key
+from kubesvc.controllers.backends import pod_is_ready
 from kubesvc.controllers.base import Controller, record_event
 
 Obj = dict[str, Any]
@@ -125,13 +126,6 @@ def unknown_ready_condition(node: Obj, now: float) -> list[Obj]:
     return conditions
 
 
-def pod_ready_true(pod: Obj) -> bool:
-    return any(
-        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
-
-
 def not_ready_conditions(pod: Obj, now: float) -> list[Obj]:
     """The pod's conditions with `Ready` False: its node stopped answering for it."""
     conditions = []
@@ -155,7 +149,7 @@ def pods_to_mark_not_ready(pods: Iterable[Obj], node_names: set[str]) -> list[Ob
         for pod in pods
         if (pod.get("spec") or {}).get("nodeName") in node_names
         and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
-        and pod_ready_true(pod)
+        and pod_is_ready(pod)
     ]
 
 
