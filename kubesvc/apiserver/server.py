@@ -53,6 +53,11 @@ _USER_KEY = web.RequestKey("user", User)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _content_type(request: web.Request, default: str = JSON) -> str:
+    """The request's media type, without parameters, lower case."""
+    return (request.headers.get("Content-Type") or default).split(";")[0].strip().lower()
+
+
 def _json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -559,7 +564,7 @@ class APIServer:
 
     async def _decode_body(self, request: web.Request, *, patch_type: str | None = None) -> Any:
         raw = await self._read_body(request)
-        content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+        content_type = _content_type(request)
         if content_type == PROTOBUF:
             from kubesvc.apiserver import protobuf
 
@@ -598,7 +603,7 @@ class APIServer:
     async def _patch(
         self, request: web.Request, target: Target, query: dict[str, str]
     ) -> web.Response:
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        content_type = _content_type(request, "")
         if content_type not in PATCH_TYPES:
             raise errors.unsupported_media_type(content_type)
         body = await self._decode_body(request, patch_type=content_type)
@@ -619,7 +624,7 @@ class APIServer:
     ) -> web.Response:
         raw = await self._read_body(request)
         options: dict[str, Any] = {}
-        content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+        content_type = _content_type(request)
         if raw and content_type == PROTOBUF:
             from kubesvc.apiserver import protobuf
 
