@@ -249,6 +249,7 @@ class ContainerWorker:
         terminated = self._termination(attempt)
         self.view.restart_count = attempt
         self.view.state = {"terminated": terminated}
+        # The kubelet's rule: an init container is ready once it has succeeded.
         self.view.ready = self.init and terminated["exitCode"] == 0
         return terminated
 
@@ -375,13 +376,9 @@ class ContainerWorker:
     def _ended(self) -> Obj:
         self._stop_probing()
         self._cancel_kill()  # the process it was ending has ended
-        terminated = self._termination(self.record.attempt)
+        terminated = self._show_ended(self.record.attempt)
         self.started = None
-        # The kubelet's rules: only a running container has started, and an init container
-        # is ready once it has succeeded.
-        self.view.ready = self.init and terminated["exitCode"] == 0
-        self.view.started = False
-        self.view.state = {"terminated": terminated}
+        self.view.started = False  # the kubelet's rule: only a running container has started
         self.pod.dirty()
         return terminated
 
