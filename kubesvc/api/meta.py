@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubesvc.api import formats, shape
@@ -16,6 +18,13 @@ from kubesvc.api.field import (
     type_invalid,
 )
 from kubesvc.api.shape import Errors
+
+
+def rfc3339(ts: float | None = None, *, nanos: bool = False) -> str:
+    """A Kubernetes `Time` (or, with `nanos`, a `MicroTime`-like) stamp; now by default."""
+    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if nanos else "%Y-%m-%dT%H:%M:%SZ")
+
 
 NameCheck = Callable[[str], list[str]]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api.meta import rfc3339 as rfc3339  # node heartbeats use the one Time format
+
 Obj = dict[str, Any]
 
 READY = "Ready"
@@ -18,10 +20,6 @@ READY = "Ready"
 DEFAULT_HEARTBEAT_S = 10.0
 DEFAULT_GRACE_S = 40.0
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text: Any) -> float | None:

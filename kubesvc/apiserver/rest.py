@@ -22,9 +22,10 @@ from kubesvc.allocator.service import ServiceAllocator
 from kubesvc.api import errors, selectors, validation
 from kubesvc.api.errors import StatusError
 from kubesvc.api.field import not_supported, required
+from kubesvc.api.meta import rfc3339
 from kubesvc.apiserver import openapi
 from kubesvc.apiserver.resources import BY_KIND, RESOURCES, Resource
-from kubesvc.apiserver.strategy import Strategy, now_rfc3339, strategy_for
+from kubesvc.apiserver.strategy import Strategy, strategy_for
 from kubesvc.storage import errors as store_errors
 from kubesvc.storage.interface import EventType, Store, resource_version_of, same_content
 
@@ -417,7 +418,7 @@ class Rest:
                 if subresource is not None:
                     raise errors.not_found(resource.plural, name, resource.group or None) from None
                 obj = apply.server_side_apply(
-                    None, copy.deepcopy(patch_body), opts.field_manager, opts.force, now_rfc3339()
+                    None, copy.deepcopy(patch_body), opts.field_manager, opts.force, rfc3339()
                 )
                 obj.setdefault("metadata", {})["name"] = name
                 return await self._create_applied(resource, namespace, obj, opts), True
@@ -436,7 +437,7 @@ class Rest:
                     copy.deepcopy(patch_body),
                     opts.field_manager,
                     opts.force,
-                    now_rfc3339(),
+                    rfc3339(),
                 )
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")
@@ -479,7 +480,7 @@ class Rest:
             return
         from kubesvc.api import apply
 
-        tracked = apply.track_update(old, new, opts.field_manager, operation, now_rfc3339())
+        tracked = apply.track_update(old, new, opts.field_manager, operation, rfc3339())
         new["metadata"] = tracked["metadata"]
 
     async def delete(

@@ -11,12 +11,11 @@ import copy
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kubesvc.api import defaults, validation
 from kubesvc.api.field import FieldError, Path, invalid, required
-from kubesvc.api.meta import validate_object_meta
+from kubesvc.api.meta import rfc3339, validate_object_meta
 from kubesvc.apiserver.resources import Resource
 
 Obj = dict[str, Any]
@@ -24,10 +23,6 @@ Obj = dict[str, Any]
 # Kubernetes' generateName alphabet: no vowels (no words) and no look-alike characters.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _META_SERVER_FIELDS = ("uid", "creationTimestamp", "generation", "deletionTimestamp")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generated_name(prefix: str) -> str:
@@ -70,7 +65,7 @@ class Strategy:
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()  # kubectl expose sends null: overwrite it
+        meta["creationTimestamp"] = rfc3339()  # kubectl expose sends null: overwrite it
         meta["generation"] = 1
         obj["kind"] = self.kind
         obj["apiVersion"] = self.resource.api_version

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from kubesvc.api.errors import StatusError
+from kubesvc.api.meta import rfc3339
 from kubesvc.client.http import APIUnavailable, Client
 
 Obj = dict[str, Any]
 log = logging.getLogger("kubesvc.events")
-
-
-def rfc3339(ts: float | None = None, *, nanos: bool = False) -> str:
-    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), UTC)
-    if nanos:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def event_object(

@@ -50,6 +50,7 @@ import aiohttp
 
 from kubesvc.api import nodes
 from kubesvc.api.errors import StatusError
+from kubesvc.api.meta import rfc3339
 from kubesvc.client.http import APIUnavailable, Client, path_for, resource_for
 from kubesvc.client.informer import Informer
 from kubesvc.client.kubeconfig import ClusterAccess
@@ -106,10 +107,6 @@ VANISHED_GRACE_S = 2.0
 SHUTDOWN_GRACE_S = 10.0
 STATUS_COALESCE_S = 0.02
 SETUP_RETRY_MAX_S = 30.0
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(text: Any) -> float | None:
@@ -229,7 +226,7 @@ class ContainerWorker:
                 return None
             return self._show_ended(attempt)
         shim = read_json(self.attempt_dir(attempt) / "shim.json") or {}
-        started_at = str(shim.get("startedAt") or now_rfc3339())
+        started_at = str(shim.get("startedAt") or rfc3339())
         self.started = Started(ref)
         self.started_at = _parse_time(started_at) or time.time()
         self.view.restart_count = attempt
@@ -335,14 +332,14 @@ class ContainerWorker:
                     "exitCode": 128,
                     "reason": "StartError",
                     "message": str(err),
-                    "finishedAt": now_rfc3339(),
+                    "finishedAt": rfc3339(),
                 },
             )
             self.started = Started(ProcessRef(-1, -1))
         self.env = env
         self.started_at = time.time()
         self.view.restart_count = attempt
-        self.view.state = {"running": {"startedAt": now_rfc3339()}}
+        self.view.state = {"running": {"startedAt": rfc3339()}}
         pid = self.started.ref.pid
         self.view.container_id = f"process://{pid}" if pid > 0 else ""
         self._begin_probing(ready=False, started=False)
@@ -356,14 +353,14 @@ class ContainerWorker:
         info = read_json(self.attempt_dir(attempt) / "exit.json")
         if info is None:
             # The shim itself was killed (SIGKILL to the group): no one wrote the code.
-            info = {"exitCode": 137, "signal": 9, "finishedAt": now_rfc3339()}
+            info = {"exitCode": 137, "signal": 9, "finishedAt": rfc3339()}
         code = int(info.get("exitCode", 137))
         out: Obj = {
             "exitCode": code,
             "reason": info.get("reason") or ("Completed" if code == 0 else "Error"),
             "startedAt": info.get("startedAt")
             or self.view.state.get("running", {}).get("startedAt"),
-            "finishedAt": info.get("finishedAt") or now_rfc3339(),
+            "finishedAt": info.get("finishedAt") or rfc3339(),
         }
         if info.get("signal"):
             out["signal"] = info["signal"]
@@ -773,7 +770,7 @@ class PodWorker:
                 namespace=namespace,
                 name=name,
                 directory=agent.pods_dir / PodRecord.dir_name(namespace, name, self.uid),
-                start_time=now_rfc3339(),
+                start_time=rfc3339(),
             )
         record = self.record
         if record.sandbox is None or not agent.network.intact(record.sandbox):
@@ -903,8 +900,8 @@ class PodWorker:
             init_views=self._views("initContainers", self.init_containers),
             pod_ip=record.sandbox.ip if record and record.sandbox else None,
             host_ip=self.agent.config.node_ip,
-            start_time=record.start_time if record else now_rfc3339(),
-            now=now_rfc3339(),
+            start_time=record.start_time if record else rfc3339(),
+            now=rfc3339(),
             previous_status=self._last_status,
         )
 

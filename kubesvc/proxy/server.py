@@ -26,12 +26,12 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from kubesvc.api.meta import rfc3339
 from kubesvc.client.http import Client
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.kubeconfig import ClusterAccess
@@ -208,12 +208,6 @@ class MemorySource:
     @property
     def has_synced(self) -> bool:
         return True
-
-
-def _rfc3339(wall: float | None) -> str | None:
-    if wall is None:
-        return None
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def choose_mode(
@@ -403,8 +397,12 @@ class ProxyServer:
         health = self.sync.health if self.sync is not None else None
         healthy = self.healthy()
         body = {
-            "lastUpdated": _rfc3339(health.last_updated_wall if health else None),
-            "currentTime": _rfc3339(time.time()),
+            "lastUpdated": (
+                rfc3339(health.last_updated_wall, nanos=True)
+                if health and health.last_updated_wall is not None
+                else None
+            ),
+            "currentTime": rfc3339(nanos=True),
             "healthy": healthy,
             "mode": self.config.mode,
             "effectiveMode": self.effective_mode,
